@@ -1,0 +1,35 @@
+"""Seemingly Unrelated Regressions with a low-rank plus diagonal error covariance.
+
+The error covariance of the K equations is ``Sigma = F F' + diag(D)`` with ``F``
+of shape K x k. Estimation is by maximum likelihood with two fitters: ``"als"``
+(matrix-free, O(N K k) memory) and ``"em"`` (the dense reference).
+"""
+
+from .covariance import LowRankCovariance
+from .design import SURDesign
+from .exceptions import (
+    CollinearityError,
+    ConvergenceWarning,
+    HeywoodWarning,
+    IdentificationWarning,
+    SpecificationError,
+)
+from .fitters import FitRecord, fit_arrays
+from .simulate import SimulatedSUR, simulate_sur
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LowRankCovariance",
+    "SURDesign",
+    "FitRecord",
+    "fit_arrays",
+    "simulate_sur",
+    "SimulatedSUR",
+    "CollinearityError",
+    "ConvergenceWarning",
+    "HeywoodWarning",
+    "IdentificationWarning",
+    "SpecificationError",
+    "__version__",
+]

@@ -1,0 +1,184 @@
+"""The stacked SUR design, stored as one orthonormal basis per equation.
+
+Each equation's regressor matrix is factored once, ``X_j = Q_j R_j`` (thin QR), and
+the fitters work with the whitened coefficients ``a_j = R_j b_j``. This keeps the
+beta step well conditioned whatever the scaling or near-collinearity of the
+columns within an equation, turns the block-Jacobi preconditioner into a plain
+diagonal scaling, and means the original ``X_j`` need not be kept.
+
+When every equation has the same regressors, a single ``Q`` is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import linalg
+
+__all__ = ["SURDesign", "CollinearityError"]
+
+#: Relative size of ``|R_ii|`` (against the largest) below which columns are collinear.
+COLLINEARITY_RTOL = 1e-12
+
+
+class CollinearityError(ValueError):
+    """Raised when an equation's regressors are perfectly collinear."""
+
+
+class SURDesign:
+    """Per-equation QR factors of a SUR system.
+
+    Parameters
+    ----------
+    Xs : sequence of array_like
+        K regressor matrices, each N x p_j (p_j may differ, p_j may be 0).
+    eq_names : sequence of str, optional
+        Equation labels used in error messages.
+    exog_names : sequence of sequence of str, optional
+        Column names per equation used in error messages.
+
+    Attributes
+    ----------
+    k_eqs, nobs : int
+        K and N.
+    p : ndarray of int
+        Number of regressors per equation.
+    shared : bool
+        True when every equation has identical regressors.
+    """
+
+    def __init__(
+        self,
+        Xs: Sequence[np.ndarray],
+        eq_names: Sequence[str] | None = None,
+        exog_names: Sequence[Sequence[str]] | None = None,
+    ) -> None:
+        K = len(Xs)
+        if K == 0:
+            raise ValueError("Xs is empty: give one regressor matrix per equation")
+        names = list(eq_names) if eq_names is not None else [f"equation {j}" for j in range(K)]
+        arrays = []
+        for j, X in enumerate(Xs):
+            X = np.asarray(X, dtype=float)
+            if X.ndim == 1:
+                X = X[:, None]
+            if X.ndim != 2:
+                raise ValueError(f"{names[j]}: regressors must be 2-D, got shape {X.shape}")
+            arrays.append(X)
+        N = arrays[0].shape[0]
+        for j, X in enumerate(arrays):
+            if X.shape[0] != N:
+                raise ValueError(
+                    f"{names[j]}: regressors have {X.shape[0]} rows but {names[0]} has {N}; "
+                    "every equation must use the same N observations"
+                )
+            if not np.all(np.isfinite(X)):
+                raise ValueError(f"{names[j]}: regressors contain NaN or inf")
+        self.k_eqs = K
+        self.nobs = N
+        self.p = np.array([X.shape[1] for X in arrays], dtype=int)
+        self.pmax = int(self.p.max())
+        self.offsets = np.concatenate([[0], np.cumsum(self.p)])
+        self.eq_names = names
+        first = arrays[0]
+        self.shared = all(X is first or np.array_equal(X, first) for X in arrays[1:])
+        if self.shared:
+            Q, R = self._qr(first, 0, exog_names)
+            self.Q = Q[None]
+            self.R = R[None]
+        else:
+            self.Q = np.zeros((K, N, self.pmax))
+            self.R = np.zeros((K, self.pmax, self.pmax))
+            for j, X in enumerate(arrays):
+                Q, R = self._qr(X, j, exog_names)
+                self.Q[j] = Q
+                self.R[j] = R
+
+    # ----------------------------------------------------------------- build
+    def _qr(self, X: np.ndarray, j: int, exog_names) -> tuple[np.ndarray, np.ndarray]:
+        n, p = X.shape
+        pm = self.pmax
+        Q = np.zeros((n, pm))
+        R = np.eye(pm)
+        if p == 0:
+            return Q, R
+        if n < p:
+            raise ValueError(
+                f"{self.eq_names[j]}: {p} regressors but only {n} observations; "
+                "drop regressors or add observations"
+            )
+        q, r = linalg.qr(X, mode="economic")
+        # |r_ii| / ||x_i|| is the sine of the angle between column i and the span of
+        # the columns before it: (numerically) zero means column i is redundant.
+        colnorm = np.linalg.norm(X, axis=0)
+        bad = np.abs(np.diag(r)) <= COLLINEARITY_RTOL * np.maximum(colnorm, np.finfo(float).tiny)
+        if np.any(bad):
+            cols = [int(c) for c in np.flatnonzero(bad)]
+            if exog_names is not None:
+                labels = [repr(str(exog_names[j][c])) for c in cols]
+            else:
+                labels = [f"column {c}" for c in cols]
+            which = ", ".join(labels)
+            raise CollinearityError(
+                f"{self.eq_names[j]}: regressors are perfectly collinear: {which} "
+                f"{'is a linear combination' if len(cols) == 1 else 'are linear combinations'}"
+                " of the columns before it (or is all zero). Drop the redundant column(s)."
+            )
+        sign = np.sign(np.diag(r))
+        sign[sign == 0] = 1.0
+        Q[:, :p] = q * sign
+        R[:p, :p] = r * sign[:, None]
+        return Q, R
+
+    # ------------------------------------------------------------- operators
+    def fitted(self, A: np.ndarray) -> np.ndarray:
+        """Return the N x K matrix ``[Q_1 a_1, ..., Q_K a_K]`` for whitened coefs ``A`` (K x pmax)."""
+        if self.shared:
+            return self.Q[0] @ A.T
+        return np.einsum("knp,kp->nk", self.Q, A, optimize=False)
+
+    def rmul(self, S: np.ndarray) -> np.ndarray:
+        """Return the K x pmax matrix with rows ``Q_j' S[:, j]`` for an N x K matrix ``S``."""
+        if self.shared:
+            return (self.Q[0].T @ S).T
+        return np.einsum("knp,nk->kp", self.Q, S, optimize=False)
+
+    def ols(self, Y: np.ndarray) -> np.ndarray:
+        """Whitened OLS coefficients (K x pmax) of each column of ``Y`` on its own regressors."""
+        return self.rmul(Y)
+
+    def to_coefs(self, A: np.ndarray) -> list[np.ndarray]:
+        """Map whitened coefficients back to the user's scale: ``b_j = R_j^{-1} a_j``."""
+        out = []
+        for j in range(self.k_eqs):
+            p = self.p[j]
+            R = self.R[0 if self.shared else j]
+            out.append(linalg.solve_triangular(R[:p, :p], A[j, :p]) if p else np.zeros(0))
+        return out
+
+    def from_coefs(self, coefs: Sequence[np.ndarray]) -> np.ndarray:
+        """Map coefficients on the user's scale to whitened ones: ``a_j = R_j b_j``."""
+        A = np.zeros((self.k_eqs, self.pmax))
+        for j, b in enumerate(coefs):
+            p = self.p[j]
+            R = self.R[0 if self.shared else j]
+            A[j, :p] = R[:p, :p] @ np.asarray(b, dtype=float)
+        return A
+
+    def rinv_t(self, j: int) -> np.ndarray:
+        """Return ``R_j^{-1}`` (p_j x p_j), the map from whitened to original coefficients."""
+        p = self.p[j]
+        R = self.R[0 if self.shared else j]
+        return linalg.solve_triangular(R[:p, :p], np.eye(p))
+
+    def packed_index(self) -> np.ndarray:
+        """Flat indices of the real (non-padded) entries of a K x pmax coefficient array."""
+        rows = np.repeat(np.arange(self.k_eqs), self.p)
+        cols = np.concatenate([np.arange(p) for p in self.p]) if self.k_eqs else np.zeros(0, int)
+        return rows * self.pmax + cols
+
+    @property
+    def k_params(self) -> int:
+        """Total number of regression coefficients P."""
+        return int(self.p.sum())
