@@ -166,7 +166,7 @@ class SURDesign:
             A[j, :p] = R[:p, :p] @ np.asarray(b, dtype=float)
         return A
 
-    def rinv_t(self, j: int) -> np.ndarray:
+    def rinv(self, j: int) -> np.ndarray:
         """Return ``R_j^{-1}`` (p_j x p_j), the map from whitened to original coefficients."""
         p = self.p[j]
         R = self.R[0 if self.shared else j]
