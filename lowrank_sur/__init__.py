@@ -15,11 +15,15 @@ from .exceptions import (
     SpecificationError,
 )
 from .fitters import FitRecord, fit_arrays
+from .model import LowRankSUR
+from .results import LowRankSURResults
 from .simulate import SimulatedSUR, simulate_sur
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "LowRankSUR",
+    "LowRankSURResults",
     "LowRankCovariance",
     "SURDesign",
     "FitRecord",

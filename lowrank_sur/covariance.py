@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-__all__ = ["LowRankCovariance", "DENSE_MAX_K"]
+__all__ = ["LowRankCovariance", "DENSE_MAX_K", "canonical_loadings"]
 
 #: Largest K for which :meth:`LowRankCovariance.to_dense` works without ``force=True``.
 DENSE_MAX_K = 5000
@@ -201,3 +201,33 @@ class LowRankCovariance:
 
     def __repr__(self) -> str:
         return f"LowRankCovariance(K={self.k_eqs}, k={self.rank})"
+
+
+def canonical_loadings(F: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """Rotate ``F`` so that ``F' D^{-1} F`` is diagonal and decreasing, signs fixed.
+
+    Parameters
+    ----------
+    F : ndarray, shape (K, k)
+        Loadings in any rotation.
+    D : ndarray, shape (K,)
+        Idiosyncratic variances.
+
+    Returns
+    -------
+    ndarray, shape (K, k)
+        ``F Q`` for the orthogonal ``Q`` that diagonalizes ``F' D^{-1} F`` with
+        decreasing entries; each column is multiplied by -1 if needed so that its
+        largest absolute loading is positive.
+    """
+    k = F.shape[1]
+    if k == 0:
+        return F.copy()
+    Fs = F / np.sqrt(D)[:, None]
+    evals, Q = np.linalg.eigh(Fs.T @ Fs)
+    Q = Q[:, np.argsort(evals)[::-1]]
+    G = F @ Q
+    idx = np.argmax(np.abs(G), axis=0)
+    signs = np.sign(G[idx, np.arange(k)])
+    signs[signs == 0] = 1.0
+    return G * signs

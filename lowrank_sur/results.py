@@ -1,0 +1,447 @@
+"""Results of a ``LowRankSUR`` fit: statsmodels-style inference, factor report, summary."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from statsmodels.base import wrapper as wrap
+from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
+from statsmodels.iolib.summary import Summary, summary_params
+from statsmodels.iolib.table import SimpleTable
+
+from . import covtests
+from .covariance import LowRankCovariance, canonical_loadings
+from .fitters import FitRecord
+from .inference import CoefCovariance
+from .model import n_free_params
+
+try:  # statsmodels >= 0.15 made the module private
+    from statsmodels.tools._decorators import cache_readonly, cached_data
+except ImportError:  # pragma: no cover - statsmodels 0.14
+    from statsmodels.tools.decorators import cache_readonly, cached_data
+
+__all__ = ["LowRankSURResults", "LowRankSURResultsWrapper"]
+
+#: Largest P for which ``cov_params()`` builds the full P x P matrix by default.
+FULL_COV_MAX_PARAMS = 6000
+
+
+class LowRankSURResults(LikelihoodModelResults):
+    """Results of :meth:`LowRankSUR.fit <lowrank_sur.LowRankSUR.fit>`.
+
+    Standard errors are those of GLS at the MLE, ``(X'(Sigma^{-1} kron I) X)^{-1}``
+    (the information matrix is block diagonal between coefficients and the
+    covariance parameters), computed without any P x P, K x K or NK x NK array;
+    p-values and intervals use the normal distribution (``use_t = False``).
+
+    Attributes
+    ----------
+    params, bse, tvalues, pvalues : Series
+        Coefficients labelled ``"{equation}_{column}"`` and their inference.
+    llf, nll, nll_per_obs, aic, bic : float
+        Log-likelihood, its negative, negative per observation, and criteria with
+        ``P + K k - k (k - 1) / 2 + K`` free parameters.
+    nobs, k_eqs, rank, df_model, df_resid : int
+        Observations per equation, equations, factors, ``P`` minus constants,
+        ``N K - P``.
+    converged, iterations, llf_history, method : bool, int, list, str
+        Fitter diagnostics.
+    rank_selection : DataFrame or None
+        The information-criterion table when ``rank="aic"`` or ``"bic"``.
+    """
+
+    def __init__(self, model, record: FitRecord, rank_selection: pd.DataFrame | None = None):
+        params = np.concatenate(record.coefs) if record.coefs else np.zeros(0)
+        super().__init__(model, params, normalized_cov_params=None, scale=1.0)
+        self._record = record
+        self.rank = record.rank
+        self.k_eqs = model.k_eqs
+        self.nobs = model.nobs
+        self.n_dropped = model.n_dropped
+        self.df_model = model.df_model
+        self.df_resid = model.df_resid
+        self.converged = record.converged
+        self.iterations = record.iterations
+        self.llf_history = list(record.llf_history)
+        self.method = record.method
+        self.rank_selection = rank_selection
+        self.error_cov = LowRankCovariance(record.F, record.D)
+        self._coef_cov = CoefCovariance(model.design, self.error_cov)
+        self.use_t = False
+        self.cov_type = "nonrobust"
+
+    # statsmodels' t_test / wald_test need this to exist; cov_params() does the work.
+    cov_params_default = None
+
+    # ------------------------------------------------------------- basics
+    @property
+    def equation_labels(self) -> list[str]:
+        """Equation labels."""
+        return self.model.equation_labels
+
+    @property
+    def llf(self) -> float:
+        """Maximized log-likelihood."""
+        return self._record.llf
+
+    @property
+    def nll(self) -> float:
+        """Negative log-likelihood."""
+        return -self.llf
+
+    @property
+    def nll_per_obs(self) -> float:
+        """Negative log-likelihood per observation, ``-llf / nobs``."""
+        return -self.llf / self.nobs
+
+    @property
+    def df_ic(self) -> int:
+        """Free parameters counted by AIC/BIC: ``P + K k - k (k - 1) / 2 + K``."""
+        return n_free_params(self.model.k_params, self.k_eqs, self.rank)
+
+    @property
+    def aic(self) -> float:
+        """Akaike information criterion."""
+        return -2.0 * self.llf + 2.0 * self.df_ic
+
+    @property
+    def bic(self) -> float:
+        """Bayesian information criterion (``log(nobs)`` per free parameter)."""
+        return -2.0 * self.llf + np.log(self.nobs) * self.df_ic
+
+    @property
+    def heywood(self) -> list[str]:
+        """Labels of equations whose idiosyncratic variance sits at its floor."""
+        return [self.equation_labels[j] for j in self._record.heywood]
+
+    # ---------------------------------------------------------- inference
+    @cache_readonly
+    def bse(self) -> np.ndarray:
+        """Standard errors from the diagonal blocks of ``A^{-1}`` (no P x P array)."""
+        return self._coef_cov.bse()
+
+    def cov_params(self, r_matrix=None, column=None, scale=None, cov_p=None, other=None):
+        """Covariance of the coefficients, or of linear combinations of them.
+
+        Parameters
+        ----------
+        r_matrix : array_like, optional
+            q x P restriction matrix: returns ``R A^{-1} R'`` (q x q) through
+            conjugate-gradient solves, never the P x P inverse.
+        column : int or array_like of int, optional
+            Return the covariance of these coefficients only.
+        scale : float, optional
+            Ignored (the likelihood has no free scale); accepted for compatibility.
+        cov_p : array_like, optional
+            Use this P x P covariance instead of the model's.
+        other : array_like, optional
+            With ``r_matrix``: returns ``R A^{-1} other'``.
+
+        Returns
+        -------
+        ndarray or DataFrame
+            The full P x P covariance is a labelled DataFrame; only built when asked
+            and when P is at most ``FULL_COV_MAX_PARAMS``.
+        """
+        if cov_p is not None:
+            cov_p = np.asarray(cov_p)
+            if r_matrix is None:
+                return cov_p if column is None else cov_p[np.ix_(column, column)]
+            r_matrix = np.atleast_2d(r_matrix)
+            other = r_matrix if other is None else np.atleast_2d(other)
+            return r_matrix @ cov_p @ other.T
+        if r_matrix is not None:
+            r_matrix = np.atleast_2d(np.asarray(r_matrix, dtype=float))
+            if other is None:
+                return self._coef_cov.restricted(r_matrix)
+            return np.atleast_2d(other) @ self._coef_cov.solve(r_matrix)
+        if column is not None:
+            column = np.atleast_1d(np.asarray(column, dtype=int))
+            sel = np.zeros((column.size, self.params.size))
+            sel[np.arange(column.size), column] = 1.0
+            return self._coef_cov.restricted(sel)
+        P = self.params.size
+        if P > FULL_COV_MAX_PARAMS:
+            gb = P * P * 8 / 1e9
+            raise MemoryError(
+                f"the full {P} x {P} covariance of the coefficients needs {gb:.1f} GB; use "
+                "bse for standard errors, cov_params(r_matrix=R) for linear combinations, or "
+                "t_test / wald_test, which never build it"
+            )
+        names = self.model.param_names
+        return pd.DataFrame(self._coef_cov.full(), index=names, columns=names)
+
+    # ------------------------------------------------------ fitted values
+    @cached_data
+    def fittedvalues(self) -> pd.DataFrame:
+        """Fitted values, N x K (columns are equation labels)."""
+        d = self.model.design
+        fitted = d.fitted(self._record.whitened_coefs)
+        return pd.DataFrame(fitted, index=self.model.system.endog.index,
+                            columns=self.equation_labels)
+
+    @cached_data
+    def resid(self) -> pd.DataFrame:
+        """Residuals, N x K (columns are equation labels)."""
+        return self.model.system.endog - self.fittedvalues
+
+    def predict(self, exog=None, transform=True, *args, **kwargs) -> pd.DataFrame:
+        """Predictions for each equation.
+
+        Parameters
+        ----------
+        exog : DataFrame, dict or list, optional
+            New data. For formula equations a DataFrame with the variables the
+            formulas use (each equation's stored patsy design is applied). For
+            ``(endog, exog)`` equations, a dict label -> regressor matrix or a list
+            of K matrices. None returns :attr:`fittedvalues`.
+        transform : bool
+            Apply the formula designs (True) or treat ``exog`` as design matrices.
+        *args, **kwargs
+            Unused; accepted for compatibility.
+
+        Returns
+        -------
+        DataFrame
+            N_new x K predictions, columns are equation labels.
+        """
+        if exog is None:
+            return self.fittedvalues
+        model = self.model
+        labels = self.equation_labels
+        d = model.design
+        coefs = [np.asarray(self.params)[d.offsets[j] : d.offsets[j + 1]] for j in range(d.k_eqs)]
+        index = None
+        mats = []
+        if isinstance(exog, pd.DataFrame) and transform:
+            import patsy
+
+            index = exog.index
+            for j, eq in enumerate(model.system.equations):
+                if eq.formula is None:
+                    raise ValueError(
+                        f"equation {eq.label!r} was not given as a formula; pass a dict "
+                        "label -> regressor matrix instead of a DataFrame"
+                    )
+                (X,) = patsy.build_design_matrices(
+                    [model._design_info(j)], exog, return_type="dataframe"
+                )
+                if len(X) != len(exog):
+                    raise ValueError(
+                        f"equation {eq.label!r}: new data has missing values in "
+                        f"{eq.formula!r}; drop or fill them first"
+                    )
+                mats.append(X.to_numpy(dtype=float))
+        else:
+            if isinstance(exog, dict):
+                missing = [lab for lab in labels if lab not in exog]
+                if missing:
+                    raise KeyError(f"exog has no regressors for equation(s) {missing}")
+                exog = [exog[lab] for lab in labels]
+            first = exog[0]
+            if isinstance(first, (pd.DataFrame, pd.Series)):
+                index = first.index
+            mats = [np.asarray(X, dtype=float) for X in exog]
+        out = model.predict(np.concatenate(coefs), exog=mats)
+        return pd.DataFrame(out, index=index, columns=labels)
+
+    # ---------------------------------------------------------- factors
+    @cache_readonly
+    def factor_loadings(self) -> pd.DataFrame:
+        """Loadings (K x k) in the canonical rotation: ``F' D^{-1} F`` diagonal, decreasing."""
+        F = canonical_loadings(self.error_cov.F, self.error_cov.D)
+        cols = [f"factor_{r + 1}" for r in range(self.rank)]
+        return pd.DataFrame(F, index=self.equation_labels, columns=cols)
+
+    @cache_readonly
+    def idiosyncratic_var(self) -> pd.Series:
+        """Idiosyncratic (equation-specific) error variances D."""
+        return pd.Series(self.error_cov.D, index=self.equation_labels, name="idiosyncratic_var")
+
+    def factor_summary(self) -> pd.DataFrame:
+        """Per-equation factor structure.
+
+        Returns
+        -------
+        DataFrame
+            One row per equation: the canonical loadings, ``uniqueness`` (D_j),
+            ``communality`` (``||f_j||^2``), ``error_var`` (``Sigma_jj``) and
+            ``common_share`` (``h_j / Sigma_jj``). ``attrs["factor_share"]`` holds
+            each factor's share of the total error variance.
+        """
+        L = self.factor_loadings
+        D = self.error_cov.D
+        h = np.einsum("ij,ij->i", L.to_numpy(), L.to_numpy())
+        out = L.copy()
+        out["uniqueness"] = D
+        out["communality"] = h
+        out["error_var"] = h + D
+        out["common_share"] = h / (h + D)
+        total = float(np.sum(h + D))
+        out.attrs["factor_share"] = pd.Series(
+            np.sum(L.to_numpy() ** 2, axis=0) / total, index=L.columns, name="factor_share"
+        )
+        return out
+
+    # -------------------------------------------------- covariance tests
+    def lr_test_diagonal(self) -> covtests.CovStructureTest:
+        """LR test of this rank against a diagonal Sigma (rank 0)."""
+        llf0 = covtests.diagonal_llf(self.model.design, self.model._Y)
+        return covtests.lr_test_diagonal(self.llf, llf0, self.k_eqs, self.rank)
+
+    def compare_lr_test(self, other) -> covtests.CovStructureTest:
+        """LR test between this fit and another of a different rank on the same model.
+
+        Parameters
+        ----------
+        other : LowRankSURResults
+            A fit of the same equations and data with a different rank.
+        """
+        other = getattr(other, "_results", other)
+        if not isinstance(other, LowRankSURResults):
+            raise TypeError("other must be a LowRankSUR results instance")
+        same = (
+            other.nobs == self.nobs
+            and other.k_eqs == self.k_eqs
+            and list(other.model.param_names) == list(self.model.param_names)
+            and np.array_equal(other.model._Y, self.model._Y)
+        )
+        if not same:
+            raise ValueError("compare_lr_test needs two fits of the same equations and data")
+        if other.rank == self.rank:
+            raise ValueError(f"both fits have rank {self.rank}; nothing to test")
+        small, big = (self, other) if self.rank < other.rank else (other, self)
+        return covtests.lr_test_nested(small.llf, small.rank, big.llf, big.rank, self.k_eqs)
+
+    def lr_test_unrestricted(self) -> covtests.CovStructureTest:
+        """Bartlett-corrected LR test against an unrestricted Sigma (iterated SUR; K < N)."""
+        llf_u, _ = covtests.unrestricted_llf(self.model.design, self.model._Y)
+        return covtests.lr_test_unrestricted(self.llf, llf_u, self.nobs, self.k_eqs, self.rank)
+
+    def breusch_pagan(self) -> covtests.CovStructureTest:
+        """Breusch-Pagan LM test of a diagonal Sigma on the OLS residuals."""
+        return covtests.breusch_pagan(self.model.design, self.model._Y)
+
+    # ------------------------------------------------------------ summary
+    def summary(self, alpha: float = 0.05, max_equations: int = 20, equations=None) -> Summary:
+        """A statsmodels :class:`~statsmodels.iolib.summary.Summary`.
+
+        Parameters
+        ----------
+        alpha : float
+            Significance level of the confidence intervals.
+        max_equations : int
+            Show at most this many equation blocks (a note says where the rest is).
+        equations : list of str, optional
+            Labels of the equations to show (default: the first ``max_equations``).
+
+        Returns
+        -------
+        Summary
+            Renders with ``as_text()``, ``as_html()`` and ``as_latex()``.
+        """
+        labels = self.equation_labels
+        if equations is None:
+            shown = list(range(min(len(labels), max_equations)))
+        else:
+            unknown = [e for e in equations if e not in labels]
+            if unknown:
+                raise KeyError(f"unknown equation label(s) {unknown}")
+            shown = [labels.index(e) for e in equations]
+        method = {"als": "ALS (maximum likelihood)", "em": "EM (maximum likelihood)"}
+        left = [
+            ("Model:", ["LowRankSUR"]),
+            ("Method:", [method[self.method]]),
+            ("Rank (factors):", [str(self.rank)]),
+            ("No. Equations:", [str(self.k_eqs)]),
+            ("No. Observations:", [str(self.nobs)]),
+            ("Rows dropped:", [str(self.n_dropped)]),
+            ("Date:", None),
+            ("Time:", None),
+        ]
+        right = [
+            ("Log-Likelihood:", [f"{self.llf:#.6g}"]),
+            ("AIC:", [f"{self.aic:#.6g}"]),
+            ("BIC:", [f"{self.bic:#.6g}"]),
+            ("Converged:", [str(self.converged)]),
+            ("Iterations:", [str(self.iterations)]),
+            ("Heywood cases:", [str(len(self.heywood))]),
+            ("Cov. type:", ["GLS at MLE"]),
+            ("", [""]),
+        ]
+        smry = Summary()
+        smry.add_table_2cols(self, gleft=left, gright=right, title="Low-Rank SUR Results")
+        params = np.asarray(self.params)
+        bse = np.asarray(self.bse)
+        tv = params / bse
+        pv = np.asarray(self.pvalues)
+        ci = np.asarray(self.conf_int(alpha))
+        d = self.model.design
+        for j in shown:
+            eq = self.model.system.equations[j]
+            sl = slice(d.offsets[j], d.offsets[j + 1])
+            tab = summary_params(
+                (self, params[sl], bse[sl], tv[sl], pv[sl], ci[sl]),
+                yname=eq.dep_name,
+                xname=list(eq.exog_names),
+                alpha=alpha,
+                use_t=False,
+                title=f"Equation: {eq.label}    Dependent variable: {eq.dep_name}",
+            )
+            smry.tables.append(tab)
+        smry.tables.append(self._factor_table(shown))
+        notes = []
+        if len(shown) < len(labels):
+            notes.append(
+                f"Showing {len(shown)} of {len(labels)} equations; results.params, "
+                "results.bse and results.factor_summary() hold all of them, and "
+                "summary(equations=[...]) selects others."
+            )
+        if not self.converged:
+            notes.append(
+                f"WARNING: the fit did not converge in {self.iterations} iterations; "
+                "the estimates are not the MLE (increase maxiter)."
+            )
+        if self.heywood:
+            notes.append(
+                "Heywood case(s): idiosyncratic variance at its floor for "
+                f"{', '.join(self.heywood[:10])}{' ...' if len(self.heywood) > 10 else ''}."
+            )
+        notes.append(
+            "Standard errors are GLS standard errors at the MLE of Sigma; "
+            "p-values use the normal distribution."
+        )
+        smry.add_extra_txt(notes)
+        return smry
+
+    def _factor_table(self, shown) -> SimpleTable:
+        fs = self.factor_summary()
+        show_loadings = 0 < self.rank <= 5
+        cols = ["uniqueness", "communality", "common_share"]
+        if show_loadings:
+            cols = list(self.factor_loadings.columns) + cols
+        data = [[f"{fs.iloc[j][c]:.4g}" for c in cols] for j in shown]
+        stubs = [self.equation_labels[j] for j in shown]
+        title = f"Error factor structure (rank {self.rank}"
+        if self.rank:
+            share = fs.attrs["factor_share"]
+            title += "; share of error variance: " + ", ".join(
+                f"{v:.1%}" for v in share.to_numpy()
+            )
+        title += ")"
+        return SimpleTable(data, headers=cols, stubs=stubs, title=title)
+
+
+class LowRankSURResultsWrapper(wrap.ResultsWrapper):
+    """Attach pandas labels to :class:`LowRankSURResults` outputs."""
+
+    _attrs = {"params": "columns", "bse": "columns", "pvalues": "columns", "tvalues": "columns"}
+    _wrap_attrs = wrap.union_dicts(
+        {k: v for k, v in LikelihoodResultsWrapper._wrap_attrs.items()
+         if k not in ("resid", "fittedvalues", "normalized_cov_params")},
+        _attrs,
+    )
+    _wrap_methods = {"conf_int": "columns"}
+
+
+wrap.populate_wrapper(LowRankSURResultsWrapper, LowRankSURResults)

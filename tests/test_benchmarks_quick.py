@@ -1,0 +1,47 @@
+"""Smoke test: the scaling benchmark runs in quick mode and our fitters reach the reference."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "core_scaling.py"
+
+
+def test_core_scaling_quick(tmp_path):
+    out = tmp_path / "scaling.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    table_rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+    als_lines = [line for line in table_rows if line.split("|")[2].strip() == "als"]
+    assert len(als_lines) == 2, proc.stdout  # K in {50, 100}
+
+    payload = json.loads(out.read_text())
+    rows = payload["rows"]
+    assert sorted(payload["config"]["k_eqs"]) == [50, 100]
+    for method in ("als-ref", "als", "em"):
+        assert sorted(r["k_eqs"] for r in rows if r["method"] == method) == [50, 100], method
+
+    for r in rows:
+        assert math.isfinite(r["llf"]) and math.isfinite(r["time_s"]), r
+        if r["method"] in ("als", "em"):
+            # default tolerances land on the high-precision reference maximum
+            assert abs(r["rel_gap"]) < 1e-6, r
+            assert r["converged"], r
+            assert r["sweeps"] >= 1
+            assert r["peak_mb"] is not None and r["peak_mb"] > 0
+        if r["method"].startswith("alsgls"):
+            # only present when alsgls happens to be installed; scored on our likelihood
+            assert r["rel_gap"] > -1e-9, r
+
+    if payload["environment"]["alsgls"] is None:
+        assert "alsgls is not importable" in proc.stdout
