@@ -36,6 +36,12 @@ Timing and memory
     just before the fit, i.e. what the fit allocated on top of its inputs. NumPy
     and SciPy array buffers are traced; BLAS/LAPACK internal workspaces
     allocated by the BLAS library itself (OpenBLAS thread buffers) are not.
+    BLAS threading is left as the environment sets it and recorded in the output.
+    On a small or shared machine, multi-threaded OpenBLAS can stall for seconds
+    inside one LAPACK call when another process holds a core (seen here: a
+    300 x 3000 SVD taking 0.2 s or 9 s at random with two threads, a steady 0.11 s
+    with one), so for comparable numbers run with ``OPENBLAS_NUM_THREADS=1`` and
+    ``--repeat 3`` and check ``loadavg_at_start`` in the JSON.
     ``sweeps`` is ``FitRecord.iterations`` for our fitters (ALS sweeps, EM/SQUAREM
     cycles) and ``len(info["nll_trace"]) - 1`` for alsgls (its final beta refresh
     is not counted). ``inner`` lists the inner work: conjugate-gradient
@@ -307,6 +313,11 @@ def environment() -> dict:
         "scipy": scipy.__version__,
         "lowrank_sur": lowrank_sur.__version__,
         "cpus": os.cpu_count(),
+        "blas_threads": {
+            v: os.environ.get(v)
+            for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+        },
+        "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "alsgls": _version("alsgls") if _als_gls is not None else None,
     }
 

@@ -8,7 +8,6 @@ import numpy as np
 from scipy import linalg, stats
 
 from .design import SURDesign
-from .gls import gls_dense
 
 __all__ = [
     "CovStructureTest",
@@ -93,30 +92,26 @@ def diagonal_llf(design: SURDesign, Y: np.ndarray) -> float:
     return float(-0.5 * n * (K * _LOG_2PI + np.sum(np.log(d)) + K))
 
 
-def unrestricted_llf(
-    design: SURDesign, Y: np.ndarray, tol: float = 1e-12, maxiter: int = 10000
-) -> tuple[float, int]:
-    """Maximized log-likelihood with a free Sigma: iterated feasible GLS (needs K < N).
+def unrestricted_llf(design: SURDesign, Y: np.ndarray, **fit_options) -> tuple[float, int]:
+    """Maximized log-likelihood with a free Sigma (iterated SUR), which needs K < N.
 
-    Returns the llf and the number of iterations. Uses dense K x K and P x P arrays.
+    Any positive definite Sigma is ``F F' + diag(D)`` with ``K - 1`` factors, so the
+    rank ``K - 1`` fit reaches the iterated-SUR coefficients; the log-likelihood is
+    then concentrated exactly at ``Sigma = R'R / N``. Returns the llf and the
+    number of sweeps.
     """
+    from .fitters import fit_design
+
     n, K = Y.shape
     if K >= n:
         raise ValueError(
             f"an unrestricted Sigma needs K < N (K={K}, N={n}): its MLE is singular"
         )
-    A = design.ols(Y)
-    llf_old = -np.inf
-    for it in range(1, maxiter + 1):
-        R = Y - design.fitted(A)
-        S = R.T @ R / n
-        c = linalg.cho_factor(S, lower=True)
-        llf = -0.5 * n * (K * _LOG_2PI + 2.0 * np.sum(np.log(np.diag(c[0]))) + K)
-        if abs(llf - llf_old) <= tol * abs(llf):
-            return float(llf), it
-        llf_old = llf
-        A = gls_dense(design, linalg.cho_solve(c, np.eye(K)), Y)
-    return float(llf), maxiter
+    rec = fit_design(design, Y, K - 1, **fit_options)
+    R = Y - design.fitted(rec.whitened_coefs)
+    c = linalg.cho_factor(R.T @ R / n, lower=True)
+    llf = -0.5 * n * (K * _LOG_2PI + 2.0 * np.sum(np.log(np.diag(c[0]))) + K)
+    return float(max(llf, rec.llf)), rec.iterations
 
 
 def lr_test_diagonal(llf: float, llf_diag: float, k_eqs: int, rank: int) -> CovStructureTest:

@@ -25,7 +25,7 @@ from .gls import GLSOperator
 __all__ = ["CoefCovariance"]
 
 #: Equations processed per chunk when assembling the N k x N k system.
-_CHUNK_BYTES = 24 * 2**20
+_CHUNK_BYTES = 8 * 2**20
 
 
 class CoefCovariance:
@@ -49,13 +49,22 @@ class CoefCovariance:
     def _to_white(self, Rm: np.ndarray) -> np.ndarray:
         """Map rows of a P-column restriction matrix to whitened space: ``Rm T^{-1}``."""
         d = self.design
+        if Rm.shape[1] != d.k_params:
+            raise ValueError(f"restriction matrix has {Rm.shape[1]} columns, expected {d.k_params}")
         out = np.zeros((Rm.shape[0], d.k_eqs * d.pmax))
-        for j in range(d.k_eqs):
+        cols = np.flatnonzero(np.any(Rm != 0, axis=0))
+        for j in np.unique(np.searchsorted(d.offsets, cols, side="right") - 1):
             lo, hi = d.offsets[j], d.offsets[j + 1]
-            block = Rm[:, lo:hi]
-            if hi > lo and np.any(block):
-                out[:, j * d.pmax : j * d.pmax + (hi - lo)] = block @ d.rinv(j)
+            out[:, j * d.pmax : j * d.pmax + (hi - lo)] = Rm[:, lo:hi] @ d.rinv(j)
         return out
+
+    def _white_solve(self, Zw: np.ndarray, rtol: float) -> np.ndarray:
+        """``A~^{-1} Zw'`` (K pmax x q) by one conjugate-gradient solve per row."""
+        X = np.zeros((Zw.shape[1], Zw.shape[0]))
+        for i, z in enumerate(Zw):
+            if np.any(z):
+                X[:, i] = self._op.solve(z, rtol=rtol)
+        return X
 
     def _eq_chunks(self):
         d = self.design
@@ -64,10 +73,15 @@ class CoefCovariance:
         for start in range(0, d.k_eqs, step):
             yield start, min(d.k_eqs, start + step)
 
-    def _U_chunk(self, lo: int, hi: int) -> np.ndarray:
-        """Columns of ``U`` for equations lo..hi (N k x (hi-lo) * pmax), padded columns zero."""
+    def _U_chunk(self, lo: int, hi: int, scale: np.ndarray | None = None) -> np.ndarray:
+        """Columns of ``U`` for equations lo..hi (N k x (hi-lo) * pmax), padded columns zero.
+
+        With ``scale``, column block j is multiplied by ``scale[j]``.
+        """
         d = self.design
         W = self.cov.W[lo:hi]  # (m, k)
+        if scale is not None:
+            W = W * scale[lo:hi, None]
         Q = d.Q if not d.shared else np.broadcast_to(d.Q, (d.k_eqs,) + d.Q.shape[1:])
         Qc = Q[lo:hi]  # (m, N, pmax)
         # U[r*N + t, j*pmax + c] = W[j, r] * Q[j, t, c]
@@ -90,13 +104,13 @@ class CoefCovariance:
             # C = I - U B^{-1} U' with B^{-1} = blockdiag(d_j I)
             C = np.eye(n * k)
             for lo, hi in self._eq_chunks():
-                U = self._U_chunk(lo, hi) * np.repeat(np.sqrt(D[lo:hi]), d.pmax)
+                U = self._U_chunk(lo, hi, scale=np.sqrt(D))
                 C -= U @ U.T
             L = linalg.cholesky(C, lower=True, overwrite_a=True)
             blocks = []
             for lo, hi in self._eq_chunks():
                 U = self._U_chunk(lo, hi)
-                Z = linalg.solve_triangular(L, U, lower=True)  # L^{-1} U_j
+                Z = linalg.solve_triangular(L, U, lower=True, overwrite_b=True)  # L^{-1} U_j
                 for i, j in enumerate(range(lo, hi)):
                     p = d.p[j]
                     Zj = Z[:, i * d.pmax : i * d.pmax + p]
@@ -134,29 +148,26 @@ class CoefCovariance:
         return np.sqrt(np.concatenate([np.diag(B) for B in self.blocks()]))
 
     # ------------------------------------------------------- restrictions
-    def solve(self, Rm: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    def solve(self, Rm: np.ndarray, rtol: float = 1e-11) -> np.ndarray:
         """Return ``A^{-1} Rm'`` (P x q) by conjugate-gradient solves, one per row."""
         d = self.design
         Rm = np.atleast_2d(np.asarray(Rm, dtype=float))
-        Zw = self._to_white(Rm)
-        idx = d.packed_index()
-        out = np.zeros((d.k_params, Rm.shape[0]))
-        for i, z in enumerate(Zw):
-            if not np.any(z):
-                continue
-            x = self._op.solve(z, rtol=rtol).reshape(d.k_eqs, d.pmax)
-            # back to the original scale: b = R^{-1} a
-            xb = np.zeros_like(x)
-            for j in np.flatnonzero(np.any(x != 0, axis=1)):
-                p = d.p[j]
-                xb[j, :p] = d.rinv(j) @ x[j, :p]
-            out[:, i] = xb.ravel()[idx]
+        X = self._white_solve(self._to_white(Rm), rtol).reshape(d.k_eqs, d.pmax, -1)
+        out = np.empty((d.k_params, Rm.shape[0]))
+        for j in range(d.k_eqs):  # back to the original scale: b_j = R_j^{-1} a_j
+            p = d.p[j]
+            out[d.offsets[j] : d.offsets[j + 1]] = d.rinv(j) @ X[j, :p]
         return out
 
-    def restricted(self, Rm: np.ndarray) -> np.ndarray:
-        """Return ``Rm A^{-1} Rm'`` (q x q) without forming ``A^{-1}``."""
+    def restricted(self, Rm: np.ndarray, other: np.ndarray | None = None,
+                   rtol: float = 1e-11) -> np.ndarray:
+        """Return ``Rm A^{-1} Rm'`` (or ``other A^{-1} Rm'``) without forming ``A^{-1}``."""
         Rm = np.atleast_2d(np.asarray(Rm, dtype=float))
-        V = Rm @ self.solve(Rm)
+        Zw = self._to_white(Rm)
+        X = self._white_solve(Zw, rtol)
+        if other is not None:
+            return self._to_white(np.atleast_2d(np.asarray(other, dtype=float))) @ X
+        V = Zw @ X
         return 0.5 * (V + V.T)
 
     def full(self) -> np.ndarray:

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - statsmodels 0.14
 __all__ = ["LowRankSURResults", "LowRankSURResultsWrapper"]
 
 #: Largest P for which ``cov_params()`` builds the full P x P matrix by default.
-FULL_COV_MAX_PARAMS = 6000
+FULL_COV_MAX_PARAMS = 4000
 
 
 class LowRankSURResults(LikelihoodModelResults):
@@ -53,6 +53,7 @@ class LowRankSURResults(LikelihoodModelResults):
     def __init__(self, model, record: FitRecord, rank_selection: pd.DataFrame | None = None):
         params = np.concatenate(record.coefs) if record.coefs else np.zeros(0)
         super().__init__(model, params, normalized_cov_params=None, scale=1.0)
+        self._cache = {}
         self._record = record
         self.rank = record.rank
         self.k_eqs = model.k_eqs
@@ -152,9 +153,7 @@ class LowRankSURResults(LikelihoodModelResults):
             return r_matrix @ cov_p @ other.T
         if r_matrix is not None:
             r_matrix = np.atleast_2d(np.asarray(r_matrix, dtype=float))
-            if other is None:
-                return self._coef_cov.restricted(r_matrix)
-            return np.atleast_2d(other) @ self._coef_cov.solve(r_matrix)
+            return self._coef_cov.restricted(r_matrix, other=other)
         if column is not None:
             column = np.atleast_1d(np.asarray(column, dtype=int))
             sel = np.zeros((column.size, self.params.size))
@@ -321,6 +320,29 @@ class LowRankSURResults(LikelihoodModelResults):
     def breusch_pagan(self) -> covtests.CovStructureTest:
         """Breusch-Pagan LM test of a diagonal Sigma on the OLS residuals."""
         return covtests.breusch_pagan(self.model.design, self.model._Y)
+
+    def remove_data(self) -> None:
+        """Drop every array with N rows from the results and the model.
+
+        Standard errors, loadings and the covariance are computed first and kept,
+        so ``params``, ``bse``, ``conf_int()``, ``factor_summary()`` and ``summary()``
+        keep working; anything that needs the data (residuals, new tests of
+        restrictions, prediction from formulas) raises afterwards.
+        """
+        _ = self.bse, self.factor_loadings, self.idiosyncratic_var
+        self._cache["fittedvalues"] = None
+        self._cache["resid"] = None
+        model = self.model
+        model.design.Q = None
+        model._Y = None
+        model.endog = None
+        model.data.endog = None
+        model.data.orig_endog = None
+        system = model.system
+        system.endog = system.endog.iloc[:0]
+        system.exog = None
+        system.formula_data = None
+        self._record.whitened_coefs = None
 
     # ------------------------------------------------------------ summary
     def summary(self, alpha: float = 0.05, max_equations: int = 20, equations=None) -> Summary:
