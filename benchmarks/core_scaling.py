@@ -36,12 +36,19 @@ Timing and memory
     just before the fit, i.e. what the fit allocated on top of its inputs. NumPy
     and SciPy array buffers are traced; BLAS/LAPACK internal workspaces
     allocated by the BLAS library itself (OpenBLAS thread buffers) are not.
-    BLAS threading is left as the environment sets it and recorded in the output.
+
+BLAS threads
+    BLAS threading is left as the environment sets it unless ``--blas-threads N``
+    is given (which sets ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and
+    ``MKL_NUM_THREADS`` before NumPy is imported); it is recorded in the output.
     On a small or shared machine, multi-threaded OpenBLAS can stall for seconds
-    inside one LAPACK call when another process holds a core (seen here: a
-    300 x 3000 SVD taking 0.2 s or 9 s at random with two threads, a steady 0.11 s
-    with one), so for comparable numbers run with ``OPENBLAS_NUM_THREADS=1`` and
-    ``--repeat 3`` and check ``loadavg_at_start`` in the JSON.
+    inside one LAPACK call when another process holds a core (seen on a 2-core
+    box: a 300 x 3000 SVD taking 0.2 s or 9 s at random with two threads, a
+    steady 0.11 s with one; the quick grid taking 79 s instead of 4.5 s), so for
+    comparable numbers use ``--blas-threads 1 --repeat 3`` and check
+    ``loadavg_at_start`` in the JSON.
+
+Counts
     ``sweeps`` is ``FitRecord.iterations`` for our fitters (ALS sweeps, EM/SQUAREM
     cycles) and ``len(info["nll_trace"]) - 1`` for alsgls (its final beta refresh
     is not counted). ``inner`` lists the inner work: conjugate-gradient
@@ -52,11 +59,11 @@ Examples
 --------
 Full run (K in {200, 1000, 3000}, N=300, p=3, k=4)::
 
-    python benchmarks/core_scaling.py --output scaling.json
+    python benchmarks/core_scaling.py --blas-threads 1 --repeat 3 --output scaling.json
 
 Quick run for tests (K in {50, 100}, N=100)::
 
-    python benchmarks/core_scaling.py --quick
+    python benchmarks/core_scaling.py --quick --blas-threads 1
 """
 
 from __future__ import annotations
@@ -76,11 +83,27 @@ from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _dist_version
 
-import numpy as np
-import scipy
+_BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
-import lowrank_sur
-from lowrank_sur import LowRankCovariance, fit_arrays, simulate_sur
+
+def _preset_blas_threads(argv: list[str]) -> None:
+    """Apply ``--blas-threads N`` before NumPy is imported (BLAS reads it at load)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--blas-threads", type=int)
+    known, _ = pre.parse_known_args(argv)
+    if known.blas_threads is not None:
+        for var in _BLAS_VARS:
+            os.environ[var] = str(known.blas_threads)
+
+
+if __name__ == "__main__":
+    _preset_blas_threads(sys.argv[1:])
+
+import numpy as np  # noqa: E402
+import scipy  # noqa: E402
+
+import lowrank_sur  # noqa: E402
+from lowrank_sur import LowRankCovariance, fit_arrays, simulate_sur  # noqa: E402
 
 try:  # optional competitor; never a dependency of the project
     from alsgls import als_gls as _als_gls
@@ -313,10 +336,7 @@ def environment() -> dict:
         "scipy": scipy.__version__,
         "lowrank_sur": lowrank_sur.__version__,
         "cpus": os.cpu_count(),
-        "blas_threads": {
-            v: os.environ.get(v)
-            for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-        },
+        "blas_threads": {v: os.environ.get(v) for v in _BLAS_VARS},
         "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "alsgls": _version("alsgls") if _als_gls is not None else None,
     }
@@ -440,6 +460,11 @@ def main(argv: list[str] | None = None) -> int:
         "--alsgls-tight",
         action="store_true",
         help="also run alsgls with lam_B=0 and tight tolerances",
+    )
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        help="set OPENBLAS/OMP/MKL_NUM_THREADS before NumPy loads (script runs only)",
     )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--output", help="write the results as JSON to this file")

@@ -152,12 +152,15 @@ def _start(design: SURDesign, Y: np.ndarray, rank: int, d_floor: float):
     A = design.ols(Y)
     R = Y - design.fitted(A)
     s2 = np.einsum("ij,ij->j", R, R) / design.nobs
-    if np.any(s2 <= 0):
-        bad = [design.eq_names[j] for j in np.flatnonzero(s2 <= 0)]
+    # A fit is exact when the residuals are at rounding level relative to the response.
+    ynorm2 = np.einsum("ij,ij->j", Y, Y) / design.nobs
+    exact = s2 <= (1e-10) ** 2 * np.maximum(ynorm2, np.finfo(float).tiny)
+    if np.any(exact):
+        bad = [design.eq_names[j] for j in np.flatnonzero(exact)]
         raise ValueError(
-            f"{', '.join(bad)}: the regressors fit the response exactly (zero residual "
-            "variance), so the likelihood is unbounded; drop the equation or the regressors "
-            "that reproduce it"
+            f"{', '.join(bad)}: the regressors fit the response exactly (residuals at "
+            "rounding level), so the likelihood is unbounded; drop the equation, or the "
+            "regressors that reproduce the response"
         )
     floor = d_floor * s2
     F, D = start_values(R, rank, floor)

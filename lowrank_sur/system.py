@@ -127,10 +127,12 @@ def _formula_matrices(label: str, formula: str, frame: pd.DataFrame, eval_env, n
             f"equation {label!r}: formula {formula!r} names {exc} which is not a column of "
             f"data (columns: {list(frame.columns)[:20]})"
         ) from exc
-    if y.shape[1] != 1:
+    if y.shape[1] != 1 or any(
+        fi.type != "numerical" for fi in y.design_info.factor_infos.values()
+    ):
         raise SpecificationError(
             f"equation {label!r}: the response of {formula!r} is not numeric (patsy "
-            f"expanded it into {y.shape[1]} columns {list(y.columns)}); give a numeric "
+            f"coded it as categorical: {list(y.columns)[:5]}); give a numeric "
             "response"
         )
     return y, X
@@ -290,6 +292,13 @@ def build_system(
         _check_finite(e.label, e.dep_name, yv, "response")
         for c, name in enumerate(e.exog_names):
             _check_finite(e.label, name, Xv[:, c], "regressor")
+        finite_y = yv[~np.isnan(yv)]
+        if finite_y.size > 1 and np.ptp(finite_y) == 0:
+            raise SpecificationError(
+                f"equation {e.label!r}: the response {e.dep_name!r} is constant "
+                f"({finite_y[0]!r} in every row); its error variance is zero and the "
+                "likelihood is unbounded. Drop the equation"
+            )
         keep &= ~np.isnan(yv)
         keep &= ~np.any(np.isnan(Xv), axis=1)
     n_dropped = int((~keep).sum())

@@ -14,7 +14,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "core_scaling.py"
 def test_core_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--output", str(out)],
+        # one BLAS thread: multi-threaded OpenBLAS on a busy 2-core box can stall
+        # for seconds per LAPACK call (the quick grid took 79 s instead of 5 s)
+        [sys.executable, str(SCRIPT), "--quick", "--blas-threads", "1", "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -26,6 +28,7 @@ def test_core_scaling_quick(tmp_path):
     assert len(als_lines) == 2, proc.stdout  # K in {50, 100}
 
     payload = json.loads(out.read_text())
+    assert payload["environment"]["blas_threads"]["OPENBLAS_NUM_THREADS"] == "1"
     rows = payload["rows"]
     assert sorted(payload["config"]["k_eqs"]) == [50, 100]
     for method in ("als-ref", "als", "em"):
