@@ -118,7 +118,7 @@ def lr_test_diagonal(llf: float, llf_diag: float, k_eqs: int, rank: int) -> CovS
     """LR test of rank k against a diagonal Sigma (rank 0)."""
     df = k_eqs * rank - rank * (rank - 1) // 2
     return _chi2(
-        "LR test: diagonal Sigma vs rank-%d factor structure" % rank,
+        f"LR test: diagonal Sigma vs rank-{rank} factor structure",
         2.0 * (llf - llf_diag),
         df,
         "Sigma is diagonal (no cross-equation correlation)",

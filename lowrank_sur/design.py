@@ -14,12 +14,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import linalg
 
 __all__ = ["SURDesign", "CollinearityError"]
 
 #: Relative size of ``|R_ii|`` (against the largest) below which columns are collinear.
 COLLINEARITY_RTOL = 1e-12
+
+#: Equations per batched QR call.
+_QR_CHUNK = 256
 
 
 class CollinearityError(ValueError):
@@ -83,94 +85,106 @@ class SURDesign:
         self.eq_names = names
         first = arrays[0]
         self.shared = all(X is first or np.array_equal(X, first) for X in arrays[1:])
+        pm = self.pmax
+        for j, X in enumerate(arrays):
+            if X.shape[1] > N:
+                raise ValueError(
+                    f"{names[j]}: {X.shape[1]} regressors but only {N} observations; "
+                    "drop regressors or add observations"
+                )
         if self.shared:
-            Q, R = self._qr(first, 0, exog_names)
-            self.Q = Q[None]
-            self.R = R[None]
+            groups = {int(self.p[0]): np.array([0])}
+            self.Q = np.zeros((1, pm, N))
+            self.R = np.zeros((1, pm, pm))
         else:
-            self.Q = np.zeros((K, N, self.pmax))
-            self.R = np.zeros((K, self.pmax, self.pmax))
-            for j, X in enumerate(arrays):
-                Q, R = self._qr(X, j, exog_names)
-                self.Q[j] = Q
-                self.R[j] = R
+            groups = {int(p): np.flatnonzero(self.p == p) for p in np.unique(self.p)}
+            self.Q = np.zeros((K, pm, N))
+            self.R = np.zeros((K, pm, pm))
+        idx = np.arange(pm)
+        self.R[:, idx, idx] = 1.0
+        for p, group in groups.items():
+            if p == 0:
+                continue
+            # Batched LAPACK QR over chunks of equations with the same p_j, so the
+            # transient copies stay small next to the stored Q.
+            for start in range(0, group.size, _QR_CHUNK):
+                members = group[start : start + _QR_CHUNK]
+                q, r = np.linalg.qr(np.stack([arrays[j] for j in members]))
+                self._check_collinear(arrays, members, r, exog_names)
+                sign = np.sign(np.diagonal(r, axis1=1, axis2=2)).copy()
+                sign[sign == 0] = 1.0
+                self.Q[members, :p, :] = np.swapaxes(q * sign[:, None, :], 1, 2)
+                self.R[members, :p, :p] = r * sign[:, :, None]
+        self.Rinv = np.linalg.inv(self.R)
 
     # ----------------------------------------------------------------- build
-    def _qr(self, X: np.ndarray, j: int, exog_names) -> tuple[np.ndarray, np.ndarray]:
-        n, p = X.shape
-        pm = self.pmax
-        Q = np.zeros((n, pm))
-        R = np.eye(pm)
-        if p == 0:
-            return Q, R
-        if n < p:
-            raise ValueError(
-                f"{self.eq_names[j]}: {p} regressors but only {n} observations; "
-                "drop regressors or add observations"
-            )
-        q, r = linalg.qr(X, mode="economic")
+    def _check_collinear(self, arrays, members, r, exog_names) -> None:
         # |r_ii| / ||x_i|| is the sine of the angle between column i and the span of
         # the columns before it: (numerically) zero means column i is redundant.
-        colnorm = np.linalg.norm(X, axis=0)
-        bad = np.abs(np.diag(r)) <= COLLINEARITY_RTOL * np.maximum(colnorm, np.finfo(float).tiny)
-        if np.any(bad):
-            cols = [int(c) for c in np.flatnonzero(bad)]
-            if exog_names is not None:
-                labels = [repr(str(exog_names[j][c])) for c in cols]
-            else:
-                labels = [f"column {c}" for c in cols]
-            which = ", ".join(labels)
-            raise CollinearityError(
-                f"{self.eq_names[j]}: regressors are perfectly collinear: {which} "
-                f"{'is a linear combination' if len(cols) == 1 else 'are linear combinations'}"
-                " of the columns before it (or is all zero). Drop the redundant column(s)."
-            )
-        sign = np.sign(np.diag(r))
-        sign[sign == 0] = 1.0
-        Q[:, :p] = q * sign
-        R[:p, :p] = r * sign[:, None]
-        return Q, R
+        diag = np.abs(np.diagonal(r, axis1=1, axis2=2))
+        colnorm = np.stack([np.linalg.norm(arrays[j], axis=0) for j in members])
+        bad = diag <= COLLINEARITY_RTOL * np.maximum(colnorm, np.finfo(float).tiny)
+        if not np.any(bad):
+            return
+        i = int(np.flatnonzero(np.any(bad, axis=1))[0])
+        j = int(members[i])
+        cols = [int(c) for c in np.flatnonzero(bad[i])]
+        if exog_names is not None:
+            labels = [repr(str(exog_names[j][c])) for c in cols]
+        else:
+            labels = [f"column {c}" for c in cols]
+        which = ", ".join(labels)
+        raise CollinearityError(
+            f"{self.eq_names[j]}: regressors are perfectly collinear: {which} "
+            f"{'is a linear combination' if len(cols) == 1 else 'are linear combinations'}"
+            " of the columns before it (or is all zero). Drop the redundant column(s)."
+        )
 
     # ------------------------------------------------------------- operators
-    def fitted(self, A: np.ndarray) -> np.ndarray:
-        """Return the N x K matrix ``[Q_1 a_1, ..., Q_K a_K]`` for whitened coefs ``A`` (K x pmax)."""
+    def fitted_t(self, A: np.ndarray) -> np.ndarray:
+        """Return the K x N matrix with rows ``Q_j a_j`` for whitened coefs ``A`` (K x pmax)."""
         if self.shared:
-            return self.Q[0] @ A.T
-        return np.einsum("knp,kp->nk", self.Q, A, optimize=False)
+            return A @ self.Q[0]
+        return np.einsum("kpn,kp->kn", self.Q, A, optimize=False)
+
+    def rmul_t(self, ST: np.ndarray) -> np.ndarray:
+        """Return the K x pmax matrix with rows ``Q_j' s_j`` for a K x N matrix ``ST``."""
+        if self.shared:
+            return ST @ self.Q[0].T
+        return np.einsum("kpn,kn->kp", self.Q, ST, optimize=False)
+
+    def fitted(self, A: np.ndarray) -> np.ndarray:
+        """Return the N x K matrix ``[Q_1 a_1, ..., Q_K a_K]`` for whitened coefs ``A``."""
+        return self.fitted_t(A).T
 
     def rmul(self, S: np.ndarray) -> np.ndarray:
         """Return the K x pmax matrix with rows ``Q_j' S[:, j]`` for an N x K matrix ``S``."""
-        if self.shared:
-            return (self.Q[0].T @ S).T
-        return np.einsum("knp,nk->kp", self.Q, S, optimize=False)
+        return self.rmul_t(S.T)
 
     def ols(self, Y: np.ndarray) -> np.ndarray:
         """Whitened OLS coefficients (K x pmax) of each column of ``Y`` on its own regressors."""
         return self.rmul(Y)
 
+    def _Rinv(self) -> np.ndarray:
+        return np.broadcast_to(self.Rinv, (self.k_eqs,) + self.Rinv.shape[1:])
+
     def to_coefs(self, A: np.ndarray) -> list[np.ndarray]:
         """Map whitened coefficients back to the user's scale: ``b_j = R_j^{-1} a_j``."""
-        out = []
-        for j in range(self.k_eqs):
-            p = self.p[j]
-            R = self.R[0 if self.shared else j]
-            out.append(linalg.solve_triangular(R[:p, :p], A[j, :p]) if p else np.zeros(0))
-        return out
+        B = np.einsum("kpq,kq->kp", self._Rinv(), A)
+        return [B[j, : self.p[j]].copy() for j in range(self.k_eqs)]
 
     def from_coefs(self, coefs: Sequence[np.ndarray]) -> np.ndarray:
         """Map coefficients on the user's scale to whitened ones: ``a_j = R_j b_j``."""
-        A = np.zeros((self.k_eqs, self.pmax))
+        B = np.zeros((self.k_eqs, self.pmax))
         for j, b in enumerate(coefs):
-            p = self.p[j]
-            R = self.R[0 if self.shared else j]
-            A[j, :p] = R[:p, :p] @ np.asarray(b, dtype=float)
-        return A
+            B[j, : self.p[j]] = np.asarray(b, dtype=float)
+        R = np.broadcast_to(self.R, (self.k_eqs,) + self.R.shape[1:])
+        return np.einsum("kpq,kq->kp", R, B)
 
     def rinv(self, j: int) -> np.ndarray:
         """Return ``R_j^{-1}`` (p_j x p_j), the map from whitened to original coefficients."""
         p = self.p[j]
-        R = self.R[0 if self.shared else j]
-        return linalg.solve_triangular(R[:p, :p], np.eye(p))
+        return self.Rinv[0 if self.shared else j, :p, :p]
 
     def packed_index(self) -> np.ndarray:
         """Flat indices of the real (non-padded) entries of a K x pmax coefficient array."""

@@ -43,15 +43,23 @@ class GLSOperator:
         self._precond = np.repeat(1.0 / cov.inv_diag(), pm)
         self.cg_iterations = 0
 
+    def _sinv_t(self, MT: np.ndarray) -> np.ndarray:
+        """``(M Sigma^{-1})'`` for a K x N matrix ``MT = M'`` (all K x N, contiguous)."""
+        cov = self.cov
+        out = MT / cov.D[:, None]
+        if cov.rank:
+            out -= cov.W @ (cov.W.T @ MT)
+        return out
+
     def matvec(self, v: np.ndarray) -> np.ndarray:
         """Return ``A~ v`` for a flattened K x pmax coefficient vector."""
         d = self.design
         V = v.reshape(d.k_eqs, d.pmax)
-        return d.rmul(self.cov.solve(d.fitted(V))).ravel()
+        return d.rmul_t(self._sinv_t(d.fitted_t(V))).ravel()
 
     def rhs(self, Y: np.ndarray) -> np.ndarray:
         """Return ``c~ = Q'(Sigma^{-1} kron I) y`` for the N x K response ``Y``."""
-        return self.design.rmul(self.cov.solve(Y)).ravel()
+        return self.design.rmul_t(self._sinv_t(np.ascontiguousarray(Y.T))).ravel()
 
     def as_linear_operator(self) -> LinearOperator:
         """The operator as a :class:`scipy.sparse.linalg.LinearOperator`."""
@@ -132,7 +140,7 @@ def gls_dense(design: SURDesign, Sigma_inv: np.ndarray, Y: np.ndarray) -> np.nda
     if design.shared:
         # Q'Q = I, so A~ = Sigma^{-1} kron I and c~ = (Q'Y Sigma^{-1}) ...: GLS is OLS.
         return design.ols(Y)
-    Qall = design.Q.transpose(1, 0, 2).reshape(design.nobs, K * pm)[:, idx]
+    Qall = design.Q.transpose(2, 0, 1).reshape(design.nobs, K * pm)[:, idx]
     A = (Qall.T @ Qall) * Sigma_inv[np.ix_(eq, eq)]
     c = design.rmul(Y @ Sigma_inv).ravel()[idx]
     a = linalg.solve(A, c, assume_a="pos")

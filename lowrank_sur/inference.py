@@ -50,7 +50,9 @@ class CoefCovariance:
         """Map rows of a P-column restriction matrix to whitened space: ``Rm T^{-1}``."""
         d = self.design
         if Rm.shape[1] != d.k_params:
-            raise ValueError(f"restriction matrix has {Rm.shape[1]} columns, expected {d.k_params}")
+            raise ValueError(
+                f"restriction matrix has {Rm.shape[1]} columns, expected {d.k_params}"
+            )
         out = np.zeros((Rm.shape[0], d.k_eqs * d.pmax))
         cols = np.flatnonzero(np.any(Rm != 0, axis=0))
         for j in np.unique(np.searchsorted(d.offsets, cols, side="right") - 1):
@@ -83,9 +85,9 @@ class CoefCovariance:
         if scale is not None:
             W = W * scale[lo:hi, None]
         Q = d.Q if not d.shared else np.broadcast_to(d.Q, (d.k_eqs,) + d.Q.shape[1:])
-        Qc = Q[lo:hi]  # (m, N, pmax)
-        # U[r*N + t, j*pmax + c] = W[j, r] * Q[j, t, c]
-        U = np.einsum("jr,jtc->rtjc", W, Qc, optimize=False)
+        Qc = Q[lo:hi]  # (m, pmax, N)
+        # U[r*N + t, j*pmax + c] = W[j, r] * Q[j, c, t]
+        U = np.einsum("jr,jct->rtjc", W, Qc, optimize=False)
         return U.reshape(self.cov.rank * d.nobs, (hi - lo) * d.pmax)
 
     # --------------------------------------------------------- diag blocks

@@ -314,7 +314,10 @@ class LowRankSUR(LikelihoodModel):
         # patsy's DesignInfo cannot be pickled; it is rebuilt from the formula on demand.
         system = state["system"]
         state["system"] = type(system)(
-            [type(e)(e.label, e.dep_name, list(e.exog_names), e.formula) for e in system.equations],
+            [
+                type(e)(e.label, e.dep_name, list(e.exog_names), e.formula)
+                for e in system.equations
+            ],
             system.endog,
             system.exog,
             system.n_dropped,
