@@ -48,3 +48,19 @@ def test_core_scaling_quick(tmp_path):
 
     if payload["environment"]["alsgls"] is None:
         assert "alsgls is not importable" in proc.stdout
+
+
+def test_bse_scaling_quick():
+    script = SCRIPT.parent / "bse_scaling.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--blas-threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines()[2:] if line.strip()]
+    assert [int(r[0]) for r in rows] == [100, 200]
+    for K, P, _fit, t_bse, peak, _pxp, nans in rows:
+        assert int(P) == 3 * int(K) and int(nans) == 0
+        assert float(t_bse) >= 0 and float(peak) > 0
