@@ -453,6 +453,43 @@ class LowRankSURResults(LikelihoodModelResults):
         title += ")"
         return SimpleTable(data, headers=cols, stubs=stubs, title=title)
 
+    # -------------------------------------------------------------- plots
+    def plot_llf_trace(self, ax=None):
+        """Plot the log-likelihood after each iteration (needs matplotlib).
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on; a new figure is created when omitted.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            See :func:`lowrank_sur.plotting.plot_llf_trace`.
+        """
+        from .plotting import plot_llf_trace
+
+        return plot_llf_trace(self, ax=ax)
+
+    def plot_loadings(self, factors=(0, 1), ax=None):
+        """Scatter the equations by their loadings on two factors (needs matplotlib).
+
+        Parameters
+        ----------
+        factors : tuple of int
+            Zero-based indices of the factors on the x and y axes.
+        ax : matplotlib.axes.Axes, optional
+            Axes to draw on; a new figure is created when omitted.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            See :func:`lowrank_sur.plotting.plot_loadings`.
+        """
+        from .plotting import plot_loadings
+
+        return plot_loadings(self, factors=factors, ax=ax)
+
 
 class LowRankSURResultsWrapper(wrap.ResultsWrapper):
     """Attach pandas labels to :class:`LowRankSURResults` outputs."""
