@@ -39,6 +39,7 @@ def squarem(
     accelerate: bool = True,
     step_max0: float = 1.0,
     mstep: float = 4.0,
+    scale: np.ndarray | None = None,
 ) -> FixedPointResult:
     """Iterate a monotone map to its fixed point, with SQUAREM extrapolation.
 
@@ -60,6 +61,13 @@ def squarem(
         If False, plain iteration of ``step`` (one map per cycle).
     step_max0, mstep : float
         Initial largest step length and its growth factor (the SqS3 defaults).
+    scale : ndarray, optional
+        Typical magnitude of each coordinate (positive, same shape as ``x0``). The
+        step length is computed from ``(T(x) - x) / scale``, so that it does not
+        depend on the units of the coordinates: with a scale that follows the
+        units (for example ``sigma_j`` for loadings and ``sigma_j^2`` for
+        variances), rescaling the data rescales the whole sequence exactly.
+        Default: all ones.
 
     Returns
     -------
@@ -67,6 +75,7 @@ def squarem(
     """
     project = project or (lambda z: z)
     x = np.asarray(x0, dtype=float)
+    inv_scale = None if scale is None else 1.0 / np.asarray(scale, dtype=float)
     x1, ll = step(x)
     maps = 1
     history = [ll]
@@ -81,7 +90,11 @@ def squarem(
             maps += 1
             r = x1 - x
             v = x2 - x1 - r
-            sr2, sv2 = float(r @ r), float(v @ v)
+            if inv_scale is None:
+                sr2, sv2 = float(r @ r), float(v @ v)
+            else:
+                rs, vs = r * inv_scale, v * inv_scale
+                sr2, sv2 = float(rs @ rs), float(vs @ vs)
             alpha = np.sqrt(sr2 / sv2) if sv2 > 0 else 1.0
             alpha = float(min(max(alpha, 1.0), step_max))
             accepted = False

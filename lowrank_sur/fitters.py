@@ -11,7 +11,10 @@ Two fitters reach the same maximum:
 ``em``
     The textbook EM/ECM reference: one GLS step with the dense K x K
     ``Sigma^{-1}`` and one EM step for the factor model per iteration (optionally
-    SQUAREM-accelerated). Memory O(K^2 + P^2).
+    SQUAREM-accelerated), then ECM sweeps (the same dense GLS step, then the factor
+    step solved to convergence) until the ALS stopping rule holds: EM alone crawls
+    near Heywood boundaries, where its stopping rule fires far from the maximum.
+    Memory O(K^2 + P^2).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from .acceleration import squarem
 from .covariance import LowRankCovariance
 from .design import SURDesign
 from .exceptions import ConvergenceWarning, HeywoodWarning
-from .factor import FactorProblem, fit_factor, start_values
+from .factor import EM_CYCLES, FactorProblem, fit_factor, start_values
 from .gls import GLSOperator, gls_dense
 
 __all__ = ["fit_arrays", "fit_design", "FitRecord", "METHODS", "DEFAULTS"]
@@ -38,6 +41,11 @@ METHODS = ("als", "em")
 DEFAULTS = {"tol": 1e-10, "ptol": 1e-6, "maxiter": 1000, "d_floor": 1e-6}
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+
+#: EM fitter: SQUAREM cycles of plain EM before the ECM polishing sweeps take over.
+_EM_CYCLES = 100
+#: Factor step: EM cycles before L-BFGS when the previous sweep needed L-BFGS.
+_EM_CYCLES_AFTER_PROFILE = 2
 
 
 @dataclass
@@ -57,7 +65,7 @@ class FitRecord:
     llf_history : list of float
         Log-likelihood at the start and after each iteration (never decreasing).
     iterations : int
-        Sweeps (ALS) or EM iterations/cycles (EM).
+        Sweeps (ALS) or EM iterations/cycles plus ECM polishing sweeps (EM).
     converged : bool
         Whether the stopping rule was met before ``maxiter``.
     heywood : ndarray of int
@@ -71,7 +79,7 @@ class FitRecord:
     cg_iterations : int
         Total conjugate-gradient iterations (ALS).
     factor_iterations : int
-        Total EM maps spent in the factor step.
+        Total EM maps and profile-likelihood evaluations spent in the factor step.
     whitened_coefs : ndarray, shape (K, pmax)
         Coefficients on the orthonormalized design (internal, reused for inference).
     """
@@ -218,10 +226,11 @@ def _fit_als(design, Y, rank, *, tol, ptol, maxiter, d_floor, disp, callback):
         history.append(max(ff.llf, history[-1]))
         return _finish(
             design, A, ff.F, ff.D, ff.llf, history, 1, ff.converged, "als", floor, 0,
-            ff.maps, maxiter,
+            ff.maps + ff.profile_evals, maxiter,
         )
     converged = False
     it = 0
+    em_cycles = EM_CYCLES
     for it in range(1, maxiter + 1):
         cov = LowRankCovariance(F, D)
         op = GLSOperator(design, cov)
@@ -229,8 +238,10 @@ def _fit_als(design, Y, rank, *, tol, ptol, maxiter, d_floor, disp, callback):
         cg_it += op.cg_iterations
         A_new = a.reshape(A.shape)
         R = Y - design.fitted(A_new)
-        ff = fit_factor(R, F, D, floor, **inner)
-        f_it += ff.maps
+        ff = fit_factor(R, F, D, floor, em_cycles=em_cycles, **inner)
+        f_it += ff.maps + ff.profile_evals
+        # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
+        em_cycles = _EM_CYCLES_AFTER_PROFILE if ff.profile_evals else EM_CYCLES
         change = _param_change(A, A_new, F, ff.F, D, ff.D)
         converged = _llf_close(history[-1], ff.llf, tol) and change <= ptol
         A, F, D = A_new, ff.F, ff.D
@@ -296,11 +307,44 @@ def _fit_em(design, Y, rank, *, tol, ptol, maxiter, d_floor, disp, callback, acc
         return _param_change(A, A1, F, F1, D, D1) <= ptol
 
     x0 = np.concatenate([A0.ravel(), F0.ravel(), D0])
-    res = squarem(step, x0, check=check, project=project, maxiter=maxiter, accelerate=accelerate)
-    A, F, D = unpack(res.x)
+    # units of each coordinate (sigma_j for coefficients and loadings, sigma_j^2 for D_j):
+    # the SQUAREM step length, hence the whole sequence, is then scale-equivariant
+    s2 = floor / d_floor
+    sd = np.sqrt(s2)
+    xscale = np.concatenate([np.repeat(sd, pm), np.repeat(sd, rank), s2])
+    res = squarem(
+        step, x0, check=check, project=project, maxiter=min(maxiter, _EM_CYCLES),
+        accelerate=accelerate, scale=xscale,
+    )
+    A, F, D = (v.copy() for v in unpack(res.x))
+    history, it, f_it = list(res.llf_history), res.cycles, res.maps
+    # ECM sweeps: the same GLS step, then the factor step solved to convergence. They
+    # confirm the EM stopping point (one sweep) or finish where EM crawls (Heywood cases).
+    converged = res.converged
+    em_cycles = EM_CYCLES
+    while it < maxiter:
+        it += 1
+        Sigma = F @ F.T
+        Sigma[np.diag_indices(K)] += D
+        A_new = gls_dense(design, linalg.cho_solve(linalg.cho_factor(Sigma), np.eye(K)), Y)
+        ff = fit_factor(
+            Y - design.fitted(A_new), F, D, floor, tol=tol * 1e-2, ptol=ptol * 0.1,
+            em_cycles=em_cycles,
+        )
+        f_it += ff.maps + ff.profile_evals
+        em_cycles = _EM_CYCLES_AFTER_PROFILE if ff.profile_evals else EM_CYCLES
+        change = _param_change(A, A_new, F, ff.F, D, ff.D)
+        converged = _llf_close(history[-1], ff.llf, tol) and change <= ptol
+        A, F, D = A_new, ff.F, ff.D
+        history.append(ff.llf)
+        if disp:
+            print(f"ECM sweep {it:5d}  llf {ff.llf: .10e}  change {history[-1] - history[-2]:.3e}")
+        if callback is not None:
+            callback(it, ff.llf)
+        if converged:
+            break
     return _finish(
-        design, A.copy(), F.copy(), D.copy(), res.llf, res.llf_history, res.cycles,
-        res.converged, "em", floor, 0, res.maps, maxiter,
+        design, A, F, D, history[-1], history, it, converged, "em", floor, 0, f_it, maxiter,
     )
 
 
