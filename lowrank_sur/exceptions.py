@@ -6,6 +6,9 @@ so that existing warning filters keep working.
 
 from __future__ import annotations
 
+import os
+import sys
+
 from statsmodels.tools.sm_exceptions import (
     ConvergenceWarning,
     EstimationWarning,
@@ -20,6 +23,7 @@ __all__ = [
     "IdentificationWarning",
     "CollinearityError",
     "SpecificationError",
+    "external_stacklevel",
 ]
 
 
@@ -33,3 +37,19 @@ class IdentificationWarning(ModelWarning):
 
 class SpecificationError(ValueError):
     """The model specification (equations, data, arguments) is invalid."""
+
+
+def external_stacklevel() -> int:
+    """Return the ``stacklevel`` that points a warning at the first caller outside the package.
+
+    Call it in the function that issues the warning; whatever chain of package
+    functions led there (``fit``, rank selection, ``fit_arrays``), the warning is
+    attributed to the user's line.
+    """
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+        level += 1
+    return level

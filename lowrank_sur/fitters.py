@@ -29,7 +29,12 @@ from scipy import linalg
 from .acceleration import squarem
 from .covariance import LowRankCovariance
 from .design import SURDesign
-from .exceptions import ConvergenceWarning, HeywoodWarning
+from .exceptions import (
+    ConvergenceWarning,
+    HeywoodWarning,
+    IdentificationWarning,
+    external_stacklevel,
+)
 from .factor import EM_CYCLES, FactorProblem, fit_factor, start_values
 from .gls import GLSOperator, gls_dense
 
@@ -184,7 +189,7 @@ def _finish(design, A, F, D, llf, history, it, converged, method, floor, cg_it, 
             f"{abs(history[-1] - history[-2]) / max(abs(history[-1]), 1.0):.2e}); "
             "increase maxiter or loosen tol",
             ConvergenceWarning,
-            stacklevel=3,
+            stacklevel=external_stacklevel(),
         )
     if heywood.size:
         names = [design.eq_names[j] for j in heywood[:10]]
@@ -194,7 +199,7 @@ def _finish(design, A, F, D, llf, history, it, converged, method, floor, cg_it, 
             "floor (the factors explain nearly all of its error variance); consider a "
             "lower rank",
             HeywoodWarning,
-            stacklevel=3,
+            stacklevel=external_stacklevel(),
         )
     return FitRecord(
         coefs=design.to_coefs(A),
@@ -454,6 +459,14 @@ def fit_arrays(
     design = SURDesign(Xs, eq_names=names)
     if Y.shape[0] != design.nobs:
         raise ValueError(f"Y has {Y.shape[0]} rows but the regressors have {design.nobs}")
+    if isinstance(rank, (int, np.integer)) and 0 < rank < design.k_eqs:
+        if (design.k_eqs - rank) ** 2 < design.k_eqs + rank:
+            warnings.warn(
+                f"rank={rank} exceeds the Ledermann bound for K={design.k_eqs} equations "
+                "((K - k)^2 < K + k): Sigma is identified but F and D separately are not",
+                IdentificationWarning,
+                stacklevel=2,
+            )
     return fit_design(
         design, Y, rank, method=method, tol=tol, ptol=ptol, maxiter=maxiter,
         d_floor=d_floor, accelerate=accelerate, disp=disp,

@@ -13,7 +13,7 @@ from statsmodels.base.model import LikelihoodModel
 
 from .covariance import LowRankCovariance
 from .design import SURDesign
-from .exceptions import IdentificationWarning
+from .exceptions import IdentificationWarning, external_stacklevel
 from .fitters import DEFAULTS, check_options, check_rank, fit_design
 from .system import build_system
 
@@ -276,7 +276,7 @@ class LowRankSUR(LikelihoodModel):
                     f"((K - k)^2 < K + k): Sigma is identified but the loadings F are not; "
                     "interpret factor_loadings with care",
                     IdentificationWarning,
-                    stacklevel=2,
+                    stacklevel=external_stacklevel(),
                 )
         record = fit_design(self.design, self._Y, rank, **opts)
         res = LowRankSURResults(self, record, rank_selection=selection)
