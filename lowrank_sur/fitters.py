@@ -224,7 +224,6 @@ def _fit_als(design, Y, rank, *, tol, ptol, maxiter, d_floor, disp, callback):
     A, R, F, D, floor = _start(design, Y, rank, d_floor)
     inner = {"tol": tol * 1e-2, "ptol": ptol * 1e-1}
     history = [LowRankCovariance(F, D).loglike(R)]
-    f_it = cg_it = 0
     if rank == 0 or design.shared:
         # GLS equals OLS whatever Sigma is: one beta step, then factor analysis of R.
         ff = fit_factor(R, F, D, floor, maxiter=100 * maxiter, **inner)
@@ -233,17 +232,40 @@ def _fit_als(design, Y, rank, *, tol, ptol, maxiter, d_floor, disp, callback):
             design, A, ff.F, ff.D, ff.llf, history, 1, ff.converged, "als", floor, 0,
             ff.maps + ff.profile_evals, maxiter,
         )
-    converged = False
-    it = 0
-    em_cycles = EM_CYCLES
-    for it in range(1, maxiter + 1):
-        cov = LowRankCovariance(F, D)
-        op = GLSOperator(design, cov)
+    cg_count = [0]
+
+    def beta_step(A, F, D):
+        op = GLSOperator(design, LowRankCovariance(F, D))
         a = op.solve(op.rhs(Y), x0=A.ravel(), rtol=min(1e-8, 1e-2 * np.sqrt(tol)))
-        cg_it += op.cg_iterations
-        A_new = a.reshape(A.shape)
-        R = Y - design.fitted(A_new)
-        ff = fit_factor(R, F, D, floor, em_cycles=em_cycles, **inner)
+        cg_count[0] += op.cg_iterations
+        return a.reshape(A.shape)
+
+    A, F, D, it, converged, f_it = _sweeps(
+        design, Y, beta_step, A, F, D, floor, history, it=0, converged=False, tol=tol,
+        ptol=ptol, maxiter=maxiter, disp=disp, callback=callback, name="ALS sweep",
+    )
+    return _finish(
+        design, A, F, D, history[-1], history, it, converged, "als", floor, cg_count[0], f_it,
+        maxiter,
+    )
+
+
+def _sweeps(design, Y, beta_step, A, F, D, floor, history, *, it, converged, tol, ptol,
+            maxiter, disp, callback, name):
+    """Block coordinate ascent: ``beta_step(A, F, D)`` then the factor step, until converged.
+
+    Shared by ALS (matrix-free beta step) and the EM reference's finishing sweeps (dense
+    beta step). Appends to ``history``; returns ``A, F, D, it, converged, factor maps``.
+    """
+    f_it = 0
+    em_cycles = EM_CYCLES
+    while it < maxiter:
+        it += 1
+        A_new = beta_step(A, F, D)
+        ff = fit_factor(
+            Y - design.fitted(A_new), F, D, floor, tol=tol * 1e-2, ptol=ptol * 0.1,
+            em_cycles=em_cycles,
+        )
         f_it += ff.maps + ff.profile_evals
         # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
         em_cycles = _EM_CYCLES_AFTER_PROFILE if ff.profile_evals else EM_CYCLES
@@ -252,14 +274,12 @@ def _fit_als(design, Y, rank, *, tol, ptol, maxiter, d_floor, disp, callback):
         A, F, D = A_new, ff.F, ff.D
         history.append(ff.llf)
         if disp:
-            print(f"ALS sweep {it:4d}  llf {ff.llf: .10e}  change {history[-1] - history[-2]:.3e}")
+            print(f"{name} {it:5d}  llf {ff.llf: .10e}  change {history[-1] - history[-2]:.3e}")
         if callback is not None:
             callback(it, ff.llf)
         if converged:
             break
-    return _finish(
-        design, A, F, D, history[-1], history, it, converged, "als", floor, cg_it, f_it, maxiter
-    )
+    return A, F, D, it, converged, f_it
 
 
 # ----------------------------------------------------------------------- EM
@@ -325,29 +345,16 @@ def _fit_em(design, Y, rank, *, tol, ptol, maxiter, d_floor, disp, callback, acc
     history, it, f_it = list(res.llf_history), res.cycles, res.maps
     # ECM sweeps: the same GLS step, then the factor step solved to convergence. They
     # confirm the EM stopping point (one sweep) or finish where EM crawls (Heywood cases).
-    converged = res.converged
-    em_cycles = EM_CYCLES
-    while it < maxiter:
-        it += 1
+    def beta_step(A, F, D):
         Sigma = F @ F.T
         Sigma[np.diag_indices(K)] += D
-        A_new = gls_dense(design, linalg.cho_solve(linalg.cho_factor(Sigma), np.eye(K)), Y)
-        ff = fit_factor(
-            Y - design.fitted(A_new), F, D, floor, tol=tol * 1e-2, ptol=ptol * 0.1,
-            em_cycles=em_cycles,
-        )
-        f_it += ff.maps + ff.profile_evals
-        em_cycles = _EM_CYCLES_AFTER_PROFILE if ff.profile_evals else EM_CYCLES
-        change = _param_change(A, A_new, F, ff.F, D, ff.D)
-        converged = _llf_close(history[-1], ff.llf, tol) and change <= ptol
-        A, F, D = A_new, ff.F, ff.D
-        history.append(ff.llf)
-        if disp:
-            print(f"ECM sweep {it:5d}  llf {ff.llf: .10e}  change {history[-1] - history[-2]:.3e}")
-        if callback is not None:
-            callback(it, ff.llf)
-        if converged:
-            break
+        return gls_dense(design, linalg.cho_solve(linalg.cho_factor(Sigma), np.eye(K)), Y)
+
+    A, F, D, it, converged, f_sweeps = _sweeps(
+        design, Y, beta_step, A, F, D, floor, history, it=it, converged=res.converged,
+        tol=tol, ptol=ptol, maxiter=maxiter, disp=disp, callback=callback, name="ECM sweep",
+    )
+    f_it += f_sweeps
     return _finish(
         design, A, F, D, history[-1], history, it, converged, "em", floor, 0, f_it, maxiter,
     )
