@@ -5,7 +5,7 @@ of shape K x k. Estimation is by maximum likelihood with two fitters: ``"als"``
 (matrix-free, O(N K k) memory) and ``"em"`` (the dense reference).
 """
 
-from .covariance import LowRankCovariance
+from .covariance import DenseCovariance, LowRankCovariance
 from .design import SURDesign
 from .exceptions import (
     CollinearityError,
@@ -16,6 +16,7 @@ from .exceptions import (
 )
 from .fitters import FitRecord, fit_arrays
 from .model import LowRankSUR
+from .options import FitOptions
 from .results import LowRankSURResults
 from .simulate import SimulatedSUR, simulate_sur
 
@@ -25,6 +26,8 @@ __all__ = [
     "LowRankSUR",
     "LowRankSURResults",
     "LowRankCovariance",
+    "DenseCovariance",
+    "FitOptions",
     "SURDesign",
     "FitRecord",
     "fit_arrays",

@@ -19,12 +19,28 @@ StepFn = Callable[[np.ndarray], tuple[np.ndarray, float]]
 
 @dataclass
 class FixedPointResult:
-    """Outcome of :func:`squarem`."""
+    """Outcome of :func:`squarem`.
+
+    Attributes
+    ----------
+    x : ndarray
+        The last iterate.
+    llf : float
+        The objective at ``x``.
+    iterations : int
+        Cycles (each two or three evaluations of the map when accelerated).
+    evaluations : int
+        Evaluations of the map.
+    converged : bool
+        Whether ``check`` accepted ``x``.
+    llf_history : list of float
+        The objective at the start and after each cycle.
+    """
 
     x: np.ndarray
     llf: float
-    cycles: int
-    maps: int
+    iterations: int
+    evaluations: int
     converged: bool
     llf_history: list[float] = field(default_factory=list)
 
@@ -77,17 +93,17 @@ def squarem(
     x = np.asarray(x0, dtype=float)
     inv_scale = None if scale is None else 1.0 / np.asarray(scale, dtype=float)
     x1, ll = step(x)
-    maps = 1
+    evaluations = 1
     history = [ll]
     step_max = step_max0
     for cycle in range(1, maxiter + 1):
         if not accelerate:
             x_new = x1
             x1, ll_new = step(x_new)
-            maps += 1
+            evaluations += 1
         else:
             x2, ll1 = step(x1)
-            maps += 1
+            evaluations += 1
             r = x1 - x
             v = x2 - x1 - r
             if inv_scale is None:
@@ -101,7 +117,7 @@ def squarem(
             if alpha > 1.0:
                 xe = project(x + 2.0 * alpha * r + alpha * alpha * v)
                 x3, lle = step(xe)
-                maps += 1
+                evaluations += 1
                 if np.isfinite(lle) and lle >= ll1:
                     x_new, x1, ll_new = xe, x3, lle
                     accepted = True
@@ -110,12 +126,12 @@ def squarem(
             if not accepted:
                 x_new = x2
                 x1, ll_new = step(x_new)
-                maps += 1
+                evaluations += 1
             if alpha == step_max:
                 step_max *= mstep
         done = check(x_new, x1, ll, ll_new)
         x, ll = x_new, ll_new
         history.append(ll)
         if done:
-            return FixedPointResult(x, ll, cycle, maps, True, history)
-    return FixedPointResult(x, ll, maxiter, maps, False, history)
+            return FixedPointResult(x, ll, cycle, evaluations, True, history)
+    return FixedPointResult(x, ll, maxiter, evaluations, False, history)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import linalg, stats
+from scipy import stats
 
+from .covariance import DenseCovariance, gaussian_llf
 from .design import SURDesign
+from .exceptions import IdentificationWarning
+from .fitters import fit_design
 
 __all__ = [
     "CovStructureTest",
@@ -18,8 +22,6 @@ __all__ = [
     "diagonal_llf",
     "unrestricted_llf",
 ]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass
@@ -89,7 +91,8 @@ def diagonal_llf(design: SURDesign, Y: np.ndarray) -> float:
     R = Y - design.fitted(design.ols(Y))
     n, K = R.shape
     d = np.einsum("ij,ij->j", R, R) / n
-    return float(-0.5 * n * (K * _LOG_2PI + np.sum(np.log(d)) + K))
+    # at D = diag(R'R / N) the quadratic form is N K
+    return float(gaussian_llf(n, K, np.sum(np.log(d)), n * K))
 
 
 def unrestricted_llf(design: SURDesign, Y: np.ndarray, **fit_options) -> tuple[float, int]:
@@ -100,17 +103,17 @@ def unrestricted_llf(design: SURDesign, Y: np.ndarray, **fit_options) -> tuple[f
     then concentrated exactly at ``Sigma = R'R / N``. Returns the llf and the
     number of sweeps.
     """
-    from .fitters import fit_design
-
     n, K = Y.shape
     if K >= n:
         raise ValueError(
             f"an unrestricted Sigma needs K < N (K={K}, N={n}): its MLE is singular"
         )
-    rec = fit_design(design, Y, K - 1, **fit_options)
+    with warnings.catch_warnings():  # rank K - 1 is past the Ledermann bound on purpose
+        warnings.simplefilter("ignore", IdentificationWarning)
+        rec = fit_design(design, Y, K - 1, **fit_options)
     R = Y - design.fitted(rec.whitened_coefs)
-    c = linalg.cho_factor(R.T @ R / n, lower=True)
-    llf = -0.5 * n * (K * _LOG_2PI + 2.0 * np.sum(np.log(np.diag(c[0]))) + K)
+    # concentrated at Sigma = R'R / N, where the quadratic form is N K
+    llf = gaussian_llf(n, K, DenseCovariance(R.T @ R / n).logdet(), n * K)
     return float(max(llf, rec.llf)), rec.iterations
 
 

@@ -28,6 +28,35 @@ class CollinearityError(ValueError):
     """Raised when an equation's regressors are perfectly collinear."""
 
 
+def _validated_arrays(Xs: Sequence[np.ndarray], names: list[str]) -> list[np.ndarray]:
+    """The regressor matrices as finite 2-D float arrays with a common number of rows."""
+    if len(Xs) == 0:
+        raise ValueError("Xs is empty: give one regressor matrix per equation")
+    arrays = []
+    for j, X in enumerate(Xs):
+        X = np.asarray(X, dtype=float)
+        if X.ndim == 1:
+            X = X[:, None]
+        if X.ndim != 2:
+            raise ValueError(f"{names[j]}: regressors must be 2-D, got shape {X.shape}")
+        arrays.append(X)
+    N = arrays[0].shape[0]
+    for j, X in enumerate(arrays):
+        if X.shape[0] != N:
+            raise ValueError(
+                f"{names[j]}: regressors have {X.shape[0]} rows but {names[0]} has {N}; "
+                "every equation must use the same N observations"
+            )
+        if not np.all(np.isfinite(X)):
+            raise ValueError(f"{names[j]}: regressors contain NaN or inf")
+        if X.shape[1] > N:
+            raise ValueError(
+                f"{names[j]}: {X.shape[1]} regressors but only {N} observations; "
+                "drop regressors or add observations"
+            )
+    return arrays
+
+
 class SURDesign:
     """Per-equation QR factors of a SUR system.
 
@@ -56,27 +85,11 @@ class SURDesign:
         eq_names: Sequence[str] | None = None,
         exog_names: Sequence[Sequence[str]] | None = None,
     ) -> None:
-        K = len(Xs)
-        if K == 0:
-            raise ValueError("Xs is empty: give one regressor matrix per equation")
-        names = list(eq_names) if eq_names is not None else [f"equation {j}" for j in range(K)]
-        arrays = []
-        for j, X in enumerate(Xs):
-            X = np.asarray(X, dtype=float)
-            if X.ndim == 1:
-                X = X[:, None]
-            if X.ndim != 2:
-                raise ValueError(f"{names[j]}: regressors must be 2-D, got shape {X.shape}")
-            arrays.append(X)
-        N = arrays[0].shape[0]
-        for j, X in enumerate(arrays):
-            if X.shape[0] != N:
-                raise ValueError(
-                    f"{names[j]}: regressors have {X.shape[0]} rows but {names[0]} has {N}; "
-                    "every equation must use the same N observations"
-                )
-            if not np.all(np.isfinite(X)):
-                raise ValueError(f"{names[j]}: regressors contain NaN or inf")
+        if eq_names is None:
+            eq_names = [f"equation {j}" for j in range(len(Xs))]
+        names = list(eq_names)
+        arrays = _validated_arrays(Xs, names)
+        K, N = len(arrays), arrays[0].shape[0]
         self.k_eqs = K
         self.nobs = N
         self.p = np.array([X.shape[1] for X in arrays], dtype=int)
@@ -85,21 +98,19 @@ class SURDesign:
         self.eq_names = names
         first = arrays[0]
         self.shared = all(X is first or np.array_equal(X, first) for X in arrays[1:])
-        pm = self.pmax
-        for j, X in enumerate(arrays):
-            if X.shape[1] > N:
-                raise ValueError(
-                    f"{names[j]}: {X.shape[1]} regressors but only {N} observations; "
-                    "drop regressors or add observations"
-                )
+        self._factor(arrays, exog_names)
+
+    def _factor(self, arrays: list[np.ndarray], exog_names) -> None:
+        """Thin QR of every equation's regressors (one, when they are shared)."""
+        pm, N = self.pmax, self.nobs
         if self.shared:
             groups = {int(self.p[0]): np.array([0])}
-            self.Q = np.zeros((1, pm, N))
-            self.R = np.zeros((1, pm, pm))
+            n_stored = 1
         else:
             groups = {int(p): np.flatnonzero(self.p == p) for p in np.unique(self.p)}
-            self.Q = np.zeros((K, pm, N))
-            self.R = np.zeros((K, pm, pm))
+            n_stored = self.k_eqs
+        self.Q = np.zeros((n_stored, pm, N))
+        self.R = np.zeros((n_stored, pm, pm))
         idx = np.arange(pm)
         self.R[:, idx, idx] = 1.0
         for p, group in groups.items():

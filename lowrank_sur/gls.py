@@ -17,7 +17,7 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse.linalg import LinearOperator, cg
 
-from .covariance import LowRankCovariance
+from .covariance import Covariance
 from .design import SURDesign
 
 __all__ = ["GLSOperator", "gls_dense"]
@@ -30,11 +30,11 @@ class GLSOperator:
     ----------
     design : SURDesign
         The whitened design.
-    cov : LowRankCovariance
-        The error covariance.
+    cov : Covariance
+        The error covariance (the low-rank one in the fitters).
     """
 
-    def __init__(self, design: SURDesign, cov: LowRankCovariance) -> None:
+    def __init__(self, design: SURDesign, cov: Covariance) -> None:
         self.design = design
         self.cov = cov
         K, pm = design.k_eqs, design.pmax
@@ -43,23 +43,15 @@ class GLSOperator:
         self._precond = np.repeat(1.0 / cov.inv_diag(), pm)
         self.cg_iterations = 0
 
-    def _sinv_t(self, MT: np.ndarray) -> np.ndarray:
-        """``(M Sigma^{-1})'`` for a K x N matrix ``MT = M'`` (all K x N, contiguous)."""
-        cov = self.cov
-        out = MT / cov.D[:, None]
-        if cov.rank:
-            out -= cov.W @ (cov.W.T @ MT)
-        return out
-
     def matvec(self, v: np.ndarray) -> np.ndarray:
         """Return ``A~ v`` for a flattened K x pmax coefficient vector."""
         d = self.design
         V = v.reshape(d.k_eqs, d.pmax)
-        return d.rmul_t(self._sinv_t(d.fitted_t(V))).ravel()
+        return d.rmul_t(self.cov.solve_t(d.fitted_t(V))).ravel()
 
     def rhs(self, Y: np.ndarray) -> np.ndarray:
         """Return ``c~ = Q'(Sigma^{-1} kron I) y`` for the N x K response ``Y``."""
-        return self.design.rmul_t(self._sinv_t(np.ascontiguousarray(Y.T))).ravel()
+        return self.design.rmul_t(self.cov.solve_t(np.ascontiguousarray(Y.T))).ravel()
 
     def as_linear_operator(self) -> LinearOperator:
         """The operator as a :class:`scipy.sparse.linalg.LinearOperator`."""
@@ -122,15 +114,15 @@ class GLSOperator:
         return x
 
 
-def gls_dense(design: SURDesign, Sigma_inv: np.ndarray, Y: np.ndarray) -> np.ndarray:
-    """Exact GLS with a dense ``Sigma^{-1}`` (K x K); returns whitened coefs (K x pmax).
+def gls_dense(design: SURDesign, cov: Covariance, Y: np.ndarray) -> np.ndarray:
+    """Exact GLS with the dense ``Sigma^{-1}`` (K x K); returns whitened coefs (K x pmax).
 
     Parameters
     ----------
     design : SURDesign
         The whitened design.
-    Sigma_inv : ndarray, shape (K, K)
-        Dense inverse covariance.
+    cov : Covariance
+        The error covariance; its dense inverse is formed (small K only).
     Y : ndarray, shape (N, K)
         Responses.
     """
@@ -140,6 +132,7 @@ def gls_dense(design: SURDesign, Sigma_inv: np.ndarray, Y: np.ndarray) -> np.nda
     if design.shared:
         # Q'Q = I, so A~ = Sigma^{-1} kron I and c~ = (Q'Y Sigma^{-1}) ...: GLS is OLS.
         return design.ols(Y)
+    Sigma_inv = cov.inv_dense()
     Qall = design.Q.transpose(2, 0, 1).reshape(design.nobs, K * pm)[:, idx]
     A = (Qall.T @ Qall) * Sigma_inv[np.ix_(eq, eq)]
     c = design.rmul(Y @ Sigma_inv).ravel()[idx]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 
@@ -11,30 +10,17 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
+from .coefcov import get_cov_type
 from .covariance import LowRankCovariance
 from .design import SURDesign
-from .exceptions import IdentificationWarning, external_stacklevel
-from .fitters import DEFAULTS, check_options, check_rank, fit_design
+from .exceptions import IdentificationWarning
+from .fitters import fit_design
+from .options import FitOptions, check_rank
+from .results import LowRankSURResults, LowRankSURResultsWrapper
+from .selection import CRITERIA, default_rank, information_criteria, n_free_params
 from .system import build_system
 
-__all__ = ["LowRankSUR", "default_rank", "n_free_params"]
-
-
-def default_rank(k_eqs: int, nobs: int) -> int:
-    """Default number of factors: ``min(8, ceil(K / 10))``, kept below K and N.
-
-    The same rule as alsgls; choose ``rank="bic"`` to let the data decide.
-    """
-    return int(max(0, min(8, math.ceil(k_eqs / 10), k_eqs - 1, nobs - 1)))
-
-
-def n_free_params(k_params: int, k_eqs: int, rank: int) -> int:
-    """Free parameters ``P + K k - k (k - 1) / 2 + K`` (coefficients, loadings, D)."""
-    return int(k_params + k_eqs * rank - rank * (rank - 1) // 2 + k_eqs)
-
-
-def _ledermann_ok(k_eqs: int, rank: int) -> bool:
-    return (k_eqs - rank) ** 2 >= k_eqs + rank
+__all__ = ["LowRankSUR"]
 
 
 class LowRankSUR(LikelihoodModel):
@@ -110,6 +96,10 @@ class LowRankSUR(LikelihoodModel):
         self.df_model = self.k_params - self.k_constant
         self.df_resid = self.nobs * self.k_eqs - self.k_params
         self._Y = system.endog.to_numpy()
+        # arrays with N rows, wiped by ``results.remove_data()`` (statsmodels' convention)
+        self._data_attr.extend(
+            ["_Y", "design.Q", "system.endog", "system.exog", "system.formula_data"]
+        )
 
     @classmethod
     def from_formula(cls, formulas: Mapping, data, subset=None, drop_cols=None, *args, **kwargs):
@@ -206,15 +196,11 @@ class LowRankSUR(LikelihoodModel):
         self,
         rank: int | str | None = None,
         method: str = "als",
-        maxiter: int = DEFAULTS["maxiter"],
-        tol: float = DEFAULTS["tol"],
-        disp: bool = False,
         *,
-        ptol: float = DEFAULTS["ptol"],
-        d_floor: float = DEFAULTS["d_floor"],
         max_rank: int | None = None,
-        accelerate: bool = True,
-        **kwargs,
+        cov_type: str = "nonrobust",
+        cov_kwds: dict | None = None,
+        **options,
     ):
         """Fit by maximum likelihood.
 
@@ -222,122 +208,71 @@ class LowRankSUR(LikelihoodModel):
         ----------
         rank : int, "aic", "bic" or None
             Number of factors k (``0 <= k < K`` and ``k < N``). ``None`` uses
-            :func:`default_rank`, ``min(8, ceil(K / 10))``. ``"aic"`` / ``"bic"`` fit every
-            rank from 0 to ``max_rank`` and keep the best by the criterion; the
-            comparison table is ``results.rank_selection``.
-        method : {"als", "em"}
-            ``"als"``: matrix-free, O(N K k) memory (default). ``"em"``: the dense
-            EM reference, O(K^2 + P^2) memory.
-        maxiter : int
-            Maximum sweeps (ALS) or EM cycles; reaching it issues a
-            :class:`~statsmodels.tools.sm_exceptions.ConvergenceWarning`.
-        tol : float
-            Relative log-likelihood change for convergence (with ``ptol``).
-        disp : bool
-            Print one line per iteration (iteration, llf, change).
-        ptol : float
-            Largest parameter change for convergence.
-        d_floor : float
-            Floor for ``D_j`` relative to equation j's OLS residual variance.
+            :func:`~lowrank_sur.selection.default_rank`, ``min(8, ceil(K / 10))``.
+            ``"aic"`` / ``"bic"`` fit every rank from 0 to ``max_rank`` and keep the
+            best by the criterion; the comparison table is ``results.rank_selection``.
+        method : str
+            A registered fitter: ``"als"`` (matrix-free, O(N K k) memory; default)
+            or ``"em"`` (the dense EM reference, O(K^2 + P^2) memory).
         max_rank : int, optional
             Largest rank tried by ``"aic"`` / ``"bic"`` (default ``min(K - 1, N - 1, 10)``).
-        accelerate : bool
-            EM only: SQUAREM acceleration.
-        **kwargs
-            Not used; unknown keywords raise ``TypeError``.
+        cov_type : str
+            Covariance of the coefficients, from the registry
+            (:func:`lowrank_sur.coefcov.available_cov_types`): ``"nonrobust"``
+            (GLS at the MLE; aliases ``"unadjusted"``, ``"homoskedastic"``).
+        cov_kwds : dict, optional
+            Options of the covariance estimator.
+        **options
+            Fitting options (see :class:`~lowrank_sur.options.FitOptions`):
+            ``maxiter`` (sweeps or EM cycles; reaching it issues a
+            :class:`~statsmodels.tools.sm_exceptions.ConvergenceWarning`), ``tol``
+            (relative log-likelihood change, with ``ptol`` the largest parameter
+            change, for convergence), ``d_floor`` (floor for ``D_j`` relative to
+            equation j's OLS residual variance), ``accelerate`` (EM only: SQUAREM),
+            ``disp`` (print one line per iteration), ``callback``. Unknown keywords
+            raise ``TypeError``.
 
         Returns
         -------
         LowRankSURResults
             Wrapped so that outputs carry pandas labels.
         """
-        from .results import LowRankSURResults, LowRankSURResultsWrapper
-
-        if kwargs:
-            raise TypeError(f"fit() got unexpected keyword argument(s): {sorted(kwargs)}")
-        method, tol, maxiter = check_options(method, tol, maxiter)
-        opts = dict(
-            method=method, tol=tol, ptol=ptol, maxiter=maxiter, d_floor=d_floor,
-            accelerate=accelerate, disp=disp,
-        )
+        opts = FitOptions.from_kwargs(method=method, **options)
+        estimator = get_cov_type(cov_type)
+        cov_kwds = dict(cov_kwds or {})
         selection = None
         if isinstance(rank, str):
             crit = rank.lower()
-            if crit not in ("aic", "bic"):
+            if crit not in CRITERIA:
                 raise ValueError(f"rank must be an integer, 'aic', 'bic' or None, got {rank!r}")
-            rank, selection = self._select_rank(crit, max_rank, opts)
+            record, selection = self._select_rank(crit, max_rank, opts)
         else:
             if rank is None:
                 rank = default_rank(self.k_eqs, self.nobs)
-            rank = check_rank(rank, self.k_eqs, self.nobs)
-            if not _ledermann_ok(self.k_eqs, rank):
-                warnings.warn(
-                    f"rank={rank} exceeds the Ledermann bound for K={self.k_eqs} equations "
-                    f"((K - k)^2 < K + k): Sigma is identified but the loadings F are not; "
-                    "interpret factor_loadings with care",
-                    IdentificationWarning,
-                    stacklevel=external_stacklevel(),
-                )
-        record = fit_design(self.design, self._Y, rank, **opts)
-        res = LowRankSURResults(self, record, rank_selection=selection)
+            record = fit_design(self.design, self._Y, rank, opts)
+        coef_cov = estimator(self.design, self._Y, record, **cov_kwds)
+        res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
+                                rank_selection=selection)
         return LowRankSURResultsWrapper(res)
 
-    def _select_rank(self, crit: str, max_rank, opts) -> tuple[int, pd.DataFrame]:
+    def _select_rank(self, crit: str, max_rank, opts: FitOptions):
+        """Fit ranks 0..max_rank; return the best fit's record and the comparison table."""
         top = min(self.k_eqs - 1, self.nobs - 1, 10) if max_rank is None else max_rank
         top = check_rank(top, self.k_eqs, self.nobs) if top > 0 else 0
-        rows = []
+        rows, records = [], []
         for k in range(top + 1):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", IdentificationWarning)
-                rec = fit_design(self.design, self._Y, k, **opts)
+                rec = fit_design(self.design, self._Y, k, opts)
+            records.append(rec)
             df = n_free_params(self.k_params, self.k_eqs, k)
-            nobs = self.nobs
             rows.append(
-                {
-                    "rank": k,
-                    "llf": rec.llf,
-                    "df": df,
-                    "aic": -2 * rec.llf + 2 * df,
-                    "bic": -2 * rec.llf + np.log(nobs) * df,
-                    "converged": rec.converged,
-                    "iterations": rec.iterations,
-                }
+                {"rank": k, "llf": rec.llf, "df": df,
+                 **information_criteria(rec.llf, df, self.nobs),
+                 "converged": rec.converged, "iterations": rec.iterations}
             )
         table = pd.DataFrame(rows).set_index("rank")
         best = int(table[crit].idxmin())
         table["selected"] = table.index == best
-        return best, table
+        return records[best], table
 
-    # ------------------------------------------------------------- pickling
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        # patsy's DesignInfo cannot be pickled; it is rebuilt from the formula on demand.
-        system = state["system"]
-        state["system"] = type(system)(
-            [
-                type(e)(e.label, e.dep_name, list(e.exog_names), e.formula)
-                for e in system.equations
-            ],
-            system.endog,
-            system.exog,
-            system.n_dropped,
-            system.formula_data,
-        )
-        return state
-
-    def _design_info(self, j: int):
-        eq = self.system.equations[j]
-        if eq.formula is None:
-            return None
-        if eq.design_info is None:
-            if self.system.formula_data is None:
-                raise ValueError(
-                    "the formula design was not kept (the model was pickled after "
-                    "remove_data()); predict from arrays instead"
-                )
-            _, X = patsy.dmatrices(
-                eq.formula, self.system.formula_data, return_type="dataframe",
-                NA_action=patsy.NAAction(NA_types=[]),
-            )
-            eq.design_info = X.design_info
-        return eq.design_info

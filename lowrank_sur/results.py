@@ -10,10 +10,10 @@ from statsmodels.iolib.summary import Summary, summary_params
 from statsmodels.iolib.table import SimpleTable
 
 from . import covtests
-from .covariance import LowRankCovariance, canonical_loadings
-from .fitters import FitRecord
-from .inference import CoefCovariance
-from .model import n_free_params
+from .coefcov import CoefCovEstimator
+from .covariance import canonical_loadings
+from .fitters import FitRecord, get_fitter
+from .selection import information_criteria, n_free_params
 
 try:  # statsmodels >= 0.15 made the module private
     from statsmodels.tools._decorators import cache_readonly, cached_data
@@ -29,10 +29,12 @@ FULL_COV_MAX_PARAMS = 4000
 class LowRankSURResults(LikelihoodModelResults):
     """Results of :meth:`LowRankSUR.fit <lowrank_sur.LowRankSUR.fit>`.
 
-    Standard errors are those of GLS at the MLE, ``(X'(Sigma^{-1} kron I) X)^{-1}``
-    (the information matrix is block diagonal between coefficients and the
-    covariance parameters), computed without any P x P, K x K or NK x NK array;
-    p-values and intervals use the normal distribution (``use_t = False``).
+    The coefficient covariance comes from the estimator registered for ``cov_type``
+    (:mod:`lowrank_sur.coefcov`); the default, ``"nonrobust"``, is GLS at the MLE,
+    ``(X'(Sigma^{-1} kron I) X)^{-1}`` (the information matrix is block diagonal
+    between coefficients and the covariance parameters), computed without any
+    P x P, K x K or NK x NK array; p-values and intervals use the normal
+    distribution (``use_t = False``).
 
     Attributes
     ----------
@@ -46,13 +48,18 @@ class LowRankSURResults(LikelihoodModelResults):
         ``N K - P``.
     converged, iterations, llf_history, method : bool, int, list, str
         Fitter diagnostics.
+    cov_type, cov_kwds : str, dict
+        The coefficient-covariance estimator and its options.
     rank_selection : DataFrame or None
         The information-criterion table when ``rank="aic"`` or ``"bic"``.
     """
 
-    def __init__(self, model, record: FitRecord, rank_selection: pd.DataFrame | None = None):
+    def __init__(self, model, record: FitRecord, coef_cov: CoefCovEstimator,
+                 cov_kwds: dict | None = None, rank_selection: pd.DataFrame | None = None):
         params = np.concatenate(record.coefs) if record.coefs else np.zeros(0)
         super().__init__(model, params, normalized_cov_params=None, scale=1.0)
+        # arrays with N rows, wiped by remove_data() (statsmodels' convention)
+        self._data_attr.append("_record.whitened_coefs")
         self._cache = {}
         self._record = record
         self.rank = record.rank
@@ -66,10 +73,11 @@ class LowRankSURResults(LikelihoodModelResults):
         self.llf_history = list(record.llf_history)
         self.method = record.method
         self.rank_selection = rank_selection
-        self.error_cov = LowRankCovariance(record.F, record.D)
-        self._coef_cov = CoefCovariance(model.design, self.error_cov)
+        self.error_cov = record.cov
+        self._coef_cov = coef_cov
         self.use_t = False
-        self.cov_type = "nonrobust"
+        self.cov_type = coef_cov.name
+        self.cov_kwds = dict(cov_kwds or {})
 
     # statsmodels' t_test / wald_test need this to exist; cov_params() does the work.
     cov_params_default = None
@@ -103,12 +111,12 @@ class LowRankSURResults(LikelihoodModelResults):
     @property
     def aic(self) -> float:
         """Akaike information criterion."""
-        return -2.0 * self.llf + 2.0 * self.df_ic
+        return information_criteria(self.llf, self.df_ic, self.nobs)["aic"]
 
     @property
     def bic(self) -> float:
         """Bayesian information criterion (``log(nobs)`` per free parameter)."""
-        return -2.0 * self.llf + np.log(self.nobs) * self.df_ic
+        return information_criteria(self.llf, self.df_ic, self.nobs)["bic"]
 
     @property
     def heywood(self) -> list[str]:
@@ -206,43 +214,9 @@ class LowRankSURResults(LikelihoodModelResults):
         """
         if exog is None:
             return self.fittedvalues
-        model = self.model
-        labels = self.equation_labels
-        d = model.design
-        coefs = [np.asarray(self.params)[d.offsets[j] : d.offsets[j + 1]] for j in range(d.k_eqs)]
-        index = None
-        mats = []
-        if isinstance(exog, pd.DataFrame) and transform:
-            import patsy
-
-            index = exog.index
-            for j, eq in enumerate(model.system.equations):
-                if eq.formula is None:
-                    raise ValueError(
-                        f"equation {eq.label!r} was not given as a formula; pass a dict "
-                        "label -> regressor matrix instead of a DataFrame"
-                    )
-                (X,) = patsy.build_design_matrices(
-                    [model._design_info(j)], exog, return_type="dataframe"
-                )
-                if len(X) != len(exog):
-                    raise ValueError(
-                        f"equation {eq.label!r}: new data has missing values in "
-                        f"{eq.formula!r}; drop or fill them first"
-                    )
-                mats.append(X.to_numpy(dtype=float))
-        else:
-            if isinstance(exog, dict):
-                missing = [lab for lab in labels if lab not in exog]
-                if missing:
-                    raise KeyError(f"exog has no regressors for equation(s) {missing}")
-                exog = [exog[lab] for lab in labels]
-            first = exog[0]
-            if isinstance(first, (pd.DataFrame, pd.Series)):
-                index = first.index
-            mats = [np.asarray(X, dtype=float) for X in exog]
-        out = model.predict(np.concatenate(coefs), exog=mats)
-        return pd.DataFrame(out, index=index, columns=labels)
+        mats, index = self.model.system.new_exog(exog, transform=transform)
+        out = self.model.predict(np.asarray(self.params), exog=mats)
+        return pd.DataFrame(out, index=index, columns=self.equation_labels)
 
     # ---------------------------------------------------------- factors
     @cache_readonly
@@ -327,22 +301,12 @@ class LowRankSURResults(LikelihoodModelResults):
         Standard errors, loadings and the covariance are computed first and kept,
         so ``params``, ``bse``, ``conf_int()``, ``factor_summary()`` and ``summary()``
         keep working; anything that needs the data (residuals, new tests of
-        restrictions, prediction from formulas) raises afterwards.
+        restrictions, prediction from formulas) raises afterwards. What is dropped is
+        listed in ``model._data_attr`` and ``results._data_attr`` (statsmodels'
+        convention).
         """
         _ = self.bse, self.factor_loadings, self.idiosyncratic_var
-        self._cache["fittedvalues"] = None
-        self._cache["resid"] = None
-        model = self.model
-        model.design.Q = None
-        model._Y = None
-        model.endog = None
-        model.data.endog = None
-        model.data.orig_endog = None
-        system = model.system
-        system.endog = system.endog.iloc[:0]
-        system.exog = None
-        system.formula_data = None
-        self._record.whitened_coefs = None
+        super().remove_data()
 
     # ------------------------------------------------------------ summary
     def summary(self, alpha: float = 0.05, max_equations: int = 20, equations=None) -> Summary:
@@ -370,10 +334,9 @@ class LowRankSURResults(LikelihoodModelResults):
             if unknown:
                 raise KeyError(f"unknown equation label(s) {unknown}")
             shown = [labels.index(e) for e in equations]
-        method = {"als": "ALS (maximum likelihood)", "em": "EM (maximum likelihood)"}
         left = [
             ("Model:", ["LowRankSUR"]),
-            ("Method:", [method[self.method]]),
+            ("Method:", [get_fitter(self.method).label]),
             ("Rank (factors):", [str(self.rank)]),
             ("No. Equations:", [str(self.k_eqs)]),
             ("No. Observations:", [str(self.nobs)]),
@@ -388,7 +351,7 @@ class LowRankSURResults(LikelihoodModelResults):
             ("Converged:", [str(self.converged)]),
             ("Iterations:", [str(self.iterations)]),
             ("Heywood cases:", [str(len(self.heywood))]),
-            ("Cov. type:", ["GLS at MLE"]),
+            ("Covariance Type:", [self.cov_type]),
             ("", [""]),
         ]
         smry = Summary()
@@ -429,10 +392,7 @@ class LowRankSURResults(LikelihoodModelResults):
                 "Heywood case(s): idiosyncratic variance at its floor for "
                 f"{', '.join(self.heywood[:10])}{' ...' if len(self.heywood) > 10 else ''}."
             )
-        notes.append(
-            "Standard errors are GLS standard errors at the MLE of Sigma; "
-            "p-values use the normal distribution."
-        )
+        notes.append(self._coef_cov.note)
         smry.add_extra_txt(notes)
         return smry
 

@@ -25,6 +25,8 @@ import pytest
 
 from lowrank_sur import LowRankCovariance, fit_arrays, simulate_sur
 from lowrank_sur import factor as fac
+from lowrank_sur import profile
+from lowrank_sur.starts import start_values
 from lowrank_sur.acceleration import squarem
 
 METHODS = ("als", "em")
@@ -77,7 +79,7 @@ def residual_problem(n=60, K=7, k=2, heywood=True, seed=0):
         R[:, 1] = 2.0 * f[:, 0] + 1e-3 * rng.normal(size=n)
     R -= R.mean(axis=0)
     floor = 1e-6 * np.einsum("ij,ij->j", R, R) / n
-    F0, D0 = fac.start_values(R, k, floor)
+    F0, D0 = start_values(R, k, floor)
     return R, F0, D0, floor
 
 
@@ -89,8 +91,8 @@ def test_profile_likelihood_and_gradients(n, K, k):
     R = LowRankCovariance(rng.normal(size=(K, k)), rng.uniform(0.2, 2, K)).sample(n, rng) * 3.0
     floor = 1e-6 * np.einsum("ij,ij->j", R, R) / n
     prob = fac.FactorProblem(R, k, floor)
-    prof = fac._Profile(prob, rng.normal(size=(K, k)))
-    assert prof.dense == (min(n, K) <= fac.DENSE_SVD_MAX)
+    prof = profile.ProfileLikelihood(prob, rng.normal(size=(K, k)))
+    assert prof.dense == (min(n, K) <= profile.DENSE_SVD_MAX)
     theta = np.log(rng.uniform(0.3, 1.0, K))
     f, g = prof.fg(theta)
     F, D = prof.point(theta)
@@ -129,7 +131,7 @@ def test_subspace_iteration_matches_thin_svd():
     n, K, k = 300, 400, 3
     R = LowRankCovariance(rng.normal(size=(K, k)), rng.uniform(0.5, 1.5, K)).sample(n, rng)
     prob = fac.FactorProblem(R, k, 1e-6 * np.ones(K))
-    prof = fac._Profile(prob)
+    prof = profile.ProfileLikelihood(prob)
     assert not prof.dense
     theta = np.log(rng.uniform(0.3, 1.0, K))
     lam, U, rest = prof.eig(theta)
@@ -147,7 +149,7 @@ def test_squarem_scale_makes_the_sequence_scale_equivariant():
         res = squarem(prob.em_step, prob.pack(c * F0, c**2 * D0), check=lambda *a: False,
                       project=prob.project, maxiter=15, scale=prob.scale())
         F, D = prob.unpack(res.x)
-        out.append((F / c, D / c**2, res.maps))
+        out.append((F / c, D / c**2, res.evaluations))
     assert out[0][2] == out[1][2]
     np.testing.assert_allclose(out[1][1], out[0][1], rtol=1e-9)
 
@@ -159,7 +161,7 @@ def test_factor_step_on_heywood_residuals():
     prob = fac.FactorProblem(R, F0.shape[1], floor)
     llf0 = prob.loglike(F0, np.maximum(D0, floor))
     ff = fac.fit_factor(R, F0, D0, floor)
-    assert ff.converged and ff.stage == "profile" and ff.profile_evals > 0
+    assert ff.converged and ff.stage == "profile" and ff.profile_evaluations > 0
     assert ff.llf >= llf0
     assert ff.D[1] == pytest.approx(floor[1], rel=1e-6)
     assert ff.llf == prob.loglike(ff.F, ff.D)
@@ -179,9 +181,9 @@ def test_factor_step_on_heywood_residuals():
 def test_factor_step_returns_a_converged_start_unchanged():
     R, F0, D0, floor = residual_problem(heywood=False)
     ff = fac.fit_factor(R, F0, D0, floor)
-    assert ff.converged and ff.stage == "em" and ff.profile_evals == 0
+    assert ff.converged and ff.stage == "em" and ff.profile_evaluations == 0
     again = fac.fit_factor(R, ff.F, ff.D, floor)
-    assert again.stage == "start" and again.maps == 1
+    assert again.stage == "start" and again.evaluations == 1
     assert np.array_equal(again.F, ff.F) and np.array_equal(again.D, ff.D)
 
 
@@ -200,7 +202,7 @@ def test_weakly_identified_profile_stage_beats_slow_em():
     R[:, 5] = 2 * f[:, -1] + 1e-4 * rng.normal(size=n)
     R -= R.mean(axis=0)
     floor = 1e-6 * np.einsum("ij,ij->j", R, R) / n
-    F0, D0 = fac.start_values(R, k, floor)
+    F0, D0 = start_values(R, k, floor)
     ff = fac.fit_factor(R, F0, D0, floor)
     em = fac.fit_factor(R, F0, D0, floor, polish=False, maxiter=300)
     assert ff.converged and ff.stage == "profile"
@@ -269,5 +271,5 @@ def test_regular_large_problem_stays_cheap():
     elapsed = time.perf_counter() - t0
     assert rec.converged
     assert rec.iterations <= 7
-    assert rec.factor_iterations <= 33, rec.factor_iterations
+    assert rec.evaluations <= 33, rec.evaluations
     assert peak < 3.0 * data_bytes, (peak / data_bytes, elapsed)

@@ -18,31 +18,37 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .covariance import LowRankCovariance
-from .design import SURDesign
-from .gls import GLSOperator
+from ..design import SURDesign
+from ..gls import GLSOperator
+from .registry import CoefCovEstimator, register_cov_type
 
-__all__ = ["CoefCovariance"]
+__all__ = ["NonrobustCovariance"]
 
 #: Equations processed per chunk when assembling the N k x N k system.
 _CHUNK_BYTES = 8 * 2**20
 
 
-class CoefCovariance:
-    """``Cov(b) = (X'(Sigma^{-1} kron I) X)^{-1}`` for a fitted system.
+@register_cov_type("nonrobust", aliases=("unadjusted", "homoskedastic"))
+class NonrobustCovariance(CoefCovEstimator):
+    """``Cov(b) = (X'(Sigma^{-1} kron I) X)^{-1}`` for a fitted system: GLS at the MLE.
 
     Parameters
     ----------
     design : SURDesign
         The whitened design.
-    cov : LowRankCovariance
-        The fitted error covariance.
+    Y : ndarray or None
+        The responses (not needed).
+    record : FitRecord
+        The fit; its error covariance (a ``LowRankCovariance``) is used.
     """
 
-    def __init__(self, design: SURDesign, cov: LowRankCovariance) -> None:
+    note = ("Standard errors are GLS standard errors at the MLE of Sigma; "
+            "p-values use the normal distribution.")
+
+    def __init__(self, design: SURDesign, Y=None, record=None) -> None:
         self.design = design
-        self.cov = cov
-        self._op = GLSOperator(design, cov)
+        self.cov = record.cov
+        self._op = GLSOperator(design, self.cov)
         self._blocks: list[np.ndarray] | None = None
 
     # ------------------------------------------------------------ helpers

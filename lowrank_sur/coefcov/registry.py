@@ -1,0 +1,89 @@
+"""The coefficient-covariance registry, keyed by ``cov_type``.
+
+An estimator is a class with the interface of :class:`CoefCovEstimator`,
+constructed as ``cls(design, Y, record, **cov_kwds)`` at the end of a fit; the
+results' ``cov_params``, ``bse``, ``cov_type`` and the summary's "Covariance Type"
+line read from it. Adding one is a module that decorates its class with
+:func:`register_cov_type` and one import line in ``lowrank_sur/coefcov/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["CoefCovEstimator", "register_cov_type", "get_cov_type", "available_cov_types"]
+
+
+class CoefCovEstimator:
+    """Interface of a coefficient-covariance estimator.
+
+    Parameters
+    ----------
+    design : SURDesign
+        The whitened design of the fitted model.
+    Y : ndarray, shape (N, K)
+        The responses.
+    record : FitRecord
+        What the fitter found (coefficients, error covariance).
+    **cov_kwds
+        Options of the estimator (``cov_kwds`` of ``fit``).
+
+    Attributes
+    ----------
+    name : str
+        The canonical ``cov_type``.
+    note : str
+        One sentence for the summary saying what the standard errors are.
+    """
+
+    name: str = ""
+    note: str = ""
+
+    def __init__(self, design, Y, record, **cov_kwds) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def bse(self) -> np.ndarray:  # pragma: no cover - interface
+        """Standard errors of all P coefficients."""
+        raise NotImplementedError
+
+    def restricted(self, Rm: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+        """Return ``Rm V Rm'`` (or ``other V Rm'``) for q x P matrices."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def full(self) -> np.ndarray:  # pragma: no cover - interface
+        """The full P x P covariance (small P only)."""
+        raise NotImplementedError
+
+
+_COV_TYPES: dict[str, type] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register_cov_type(name: str, aliases: tuple[str, ...] = ()):
+    """Class decorator registering an estimator under ``name`` and its ``aliases``."""
+
+    def decorate(cls: type) -> type:
+        key = name.lower()
+        if key in _ALIASES:
+            raise ValueError(f"cov_type {key!r} is already registered")
+        cls.name = name
+        _COV_TYPES[name] = cls
+        for alias in (name, *aliases):
+            _ALIASES[alias.lower()] = name
+        return cls
+
+    return decorate
+
+
+def get_cov_type(cov_type: str) -> type:
+    """The estimator class for ``cov_type`` (case-insensitive, aliases accepted)."""
+    if not isinstance(cov_type, str) or cov_type.lower() not in _ALIASES:
+        raise ValueError(
+            f"cov_type must be one of {available_cov_types()}, got {cov_type!r}"
+        )
+    return _COV_TYPES[_ALIASES[cov_type.lower()]]
+
+
+def available_cov_types() -> tuple[str, ...]:
+    """Canonical names of the registered covariance types."""
+    return tuple(_COV_TYPES)

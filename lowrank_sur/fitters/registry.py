@@ -1,0 +1,66 @@
+"""The fitter registry: each fitter module registers its name, summary label and function.
+
+A fitter is a function ``fit(design, Y, rank, options) -> FitRecord`` taking the
+whitened :class:`~lowrank_sur.design.SURDesign`, the N x K responses, the number of
+factors and the validated :class:`~lowrank_sur.options.FitOptions`. Adding one is a
+module that calls :func:`register_fitter` and one import line in
+``lowrank_sur/fitters/__init__.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Fitter", "register_fitter", "get_fitter", "available_methods"]
+
+
+@dataclass(frozen=True)
+class Fitter:
+    """A registered fitter.
+
+    Attributes
+    ----------
+    name : str
+        The ``method=`` value that selects it.
+    label : str
+        How the summary names it (the "Method:" line).
+    fit : callable
+        ``fit(design, Y, rank, options) -> FitRecord``.
+    dense : bool
+        Whether it forms K x K (or P x P) arrays, so that callers can warn at large K.
+    """
+
+    name: str
+    label: str
+    fit: Callable
+    dense: bool = False
+
+
+_FITTERS: dict[str, Fitter] = {}
+
+
+def register_fitter(name: str, label: str, *, dense: bool = False):
+    """Decorator registering ``fit`` under ``name`` (lower case, unique)."""
+
+    def decorate(fit: Callable) -> Callable:
+        key = name.lower()
+        if key in _FITTERS:
+            raise ValueError(f"a fitter named {key!r} is already registered")
+        _FITTERS[key] = Fitter(key, label, fit, dense)
+        return fit
+
+    return decorate
+
+
+def get_fitter(name: str) -> Fitter:
+    """The fitter registered as ``name``."""
+    try:
+        return _FITTERS[name.lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"method must be one of {available_methods()}, got {name!r}") from None
+
+
+def available_methods() -> tuple[str, ...]:
+    """Names of the registered fitters, in registration order."""
+    return tuple(_FITTERS)

@@ -1,0 +1,132 @@
+"""Fitting options: one object with the defaults, the validation and the inner tolerances.
+
+:class:`FitOptions` is what :func:`~lowrank_sur.fit_arrays`,
+:func:`~lowrank_sur.fitters.fit_design` and :meth:`LowRankSUR.fit
+<lowrank_sur.LowRankSUR.fit>` accept (as keywords) and what every registered fitter
+receives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .factor import EM_CYCLES, FactorOptions
+
+__all__ = ["FitOptions", "check_rank", "check_int"]
+
+
+def check_int(name: str, value, minimum: int) -> int:
+    """Validate an integer argument (``bool`` is refused) against a minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_positive(name: str, value, upper: float = np.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive float, got {value!r}")
+    if not np.isfinite(value) or value <= 0 or value >= upper:
+        where = "a positive finite number" if upper == np.inf else f"in (0, {upper:g})"
+        raise ValueError(f"{name} must be {where}, got {value!r}")
+    return float(value)
+
+
+def check_rank(rank, k_eqs: int, nobs: int) -> int:
+    """Validate the number of factors against K and N."""
+    rank = check_int("rank", rank, 0)
+    if rank >= k_eqs:
+        raise ValueError(
+            f"rank={rank} must be smaller than the number of equations K={k_eqs}; "
+            f"rank={k_eqs - 1} already allows any covariance"
+        )
+    if rank >= nobs:
+        raise ValueError(
+            f"rank={rank} must be smaller than the number of observations N={nobs}"
+        )
+    return rank
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """Options of a fit, validated on construction.
+
+    Parameters
+    ----------
+    method : str
+        A registered fitter (see :func:`lowrank_sur.fitters.available_methods`):
+        ``"als"`` (default; matrix-free, O(N K k) memory) or ``"em"`` (the dense EM
+        reference, O(K^2 + P^2) memory).
+    tol : float
+        Stop when the relative change of the log-likelihood over an iteration is at
+        most ``tol`` *and* the largest parameter change is at most ``ptol``.
+    ptol : float
+        Parameter-change tolerance: coefficients in units of each equation's error
+        standard deviation, and ``D_j``, ``||f_j||^2`` relative to ``Sigma_jj``.
+    maxiter : int
+        Maximum number of sweeps (ALS) or EM cycles; reaching it issues a
+        :class:`~statsmodels.tools.sm_exceptions.ConvergenceWarning`.
+    d_floor : float
+        Floor for ``D_j`` relative to equation j's OLS residual variance, in (0, 1).
+        Equations that end on the floor (Heywood cases) are reported.
+    accelerate : bool
+        EM only: SQUAREM acceleration of the EM map (``False`` is plain EM).
+    disp : bool
+        Print one line per iteration.
+    callback : callable, optional
+        ``callback(iteration, llf)`` after every iteration.
+    """
+
+    method: str = "als"
+    tol: float = 1e-10
+    ptol: float = 1e-6
+    maxiter: int = 1000
+    d_floor: float = 1e-6
+    accelerate: bool = True
+    disp: bool = False
+    callback: Callable[[int, float], None] | None = None
+
+    def __post_init__(self) -> None:
+        from .fitters.registry import available_methods
+
+        methods = available_methods()
+        if not isinstance(self.method, str) or self.method.lower() not in methods:
+            raise ValueError(f"method must be one of {methods}, got {self.method!r}")
+        set_ = object.__setattr__
+        set_(self, "method", self.method.lower())
+        set_(self, "maxiter", check_int("maxiter", self.maxiter, 1))
+        set_(self, "tol", _check_positive("tol", self.tol))
+        set_(self, "ptol", _check_positive("ptol", self.ptol))
+        set_(self, "d_floor", _check_positive("d_floor", self.d_floor, upper=1.0))
+        for name in ("accelerate", "disp"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.callback is not None and not callable(self.callback):
+            raise TypeError(f"callback must be callable, got {self.callback!r}")
+
+    @classmethod
+    def from_kwargs(cls, options: FitOptions | None = None, **kwargs) -> FitOptions:
+        """Build options from keywords (overriding ``options``); unknown names raise TypeError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - names)
+        if unknown:
+            raise TypeError(
+                f"unexpected fit option(s) {unknown}; the options are {sorted(names)}"
+            )
+        base = options if options is not None else cls()
+        return dataclasses.replace(base, **kwargs) if kwargs else base
+
+    # ------------------------------------------------------- inner tolerances
+    @property
+    def cg_rtol(self) -> float:
+        """Relative residual tolerance of the conjugate-gradient beta step."""
+        return min(1e-8, 1e-2 * float(np.sqrt(self.tol)))
+
+    def factor_options(self, em_cycles: int = EM_CYCLES) -> FactorOptions:
+        """Options of the factor step inside a sweep (tighter than the sweep's own)."""
+        return FactorOptions(tol=self.tol * 1e-2, ptol=self.ptol * 0.1, em_cycles=em_cycles)
