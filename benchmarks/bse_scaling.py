@@ -18,8 +18,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+
+from surbench.blas import set_blas_threads
 
 
 def main(argv=None) -> int:
@@ -28,8 +29,7 @@ def main(argv=None) -> int:
     ap.add_argument("--blas-threads", type=int, default=None, help="limit BLAS threads")
     args = ap.parse_args(argv)
     if args.blas_threads:
-        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(args.blas_threads)
+        set_blas_threads(args.blas_threads)  # before NumPy is imported
 
     import time
     import tracemalloc
