@@ -12,6 +12,7 @@ from .covariance import DenseCovariance, gaussian_llf
 from .design import SURDesign
 from .exceptions import IdentificationWarning
 from .fitters import fit_design
+from .selection import n_cov_params
 
 __all__ = [
     "CovStructureTest",
@@ -119,7 +120,7 @@ def unrestricted_llf(design: SURDesign, Y: np.ndarray, **fit_options) -> tuple[f
 
 def lr_test_diagonal(llf: float, llf_diag: float, k_eqs: int, rank: int) -> CovStructureTest:
     """LR test of rank k against a diagonal Sigma (rank 0)."""
-    df = k_eqs * rank - rank * (rank - 1) // 2
+    df = n_cov_params(k_eqs, rank) - n_cov_params(k_eqs, 0)
     return _chi2(
         f"LR test: diagonal Sigma vs rank-{rank} factor structure",
         2.0 * (llf - llf_diag),
@@ -135,14 +136,10 @@ def lr_test_nested(
     llf_small: float, rank_small: int, llf_big: float, rank_big: int, k_eqs: int
 ) -> CovStructureTest:
     """LR test of rank ``rank_small`` against ``rank_big`` (same data and regressors)."""
-
-    def free(k):
-        return k_eqs * k - k * (k - 1) // 2
-
     return _chi2(
         f"LR test: rank {rank_small} vs rank {rank_big}",
         2.0 * (llf_big - llf_small),
-        free(rank_big) - free(rank_small),
+        n_cov_params(k_eqs, rank_big) - n_cov_params(k_eqs, rank_small),
         f"{rank_small} factor(s) suffice",
         f"{rank_big} factors",
         ["standard regularity conditions fail at reduced rank; treat the p-value as "
@@ -154,11 +151,11 @@ def lr_test_unrestricted(
     llf: float, llf_unres: float, nobs: int, k_eqs: int, rank: int
 ) -> CovStructureTest:
     """Bartlett-corrected LR test of rank k against an unrestricted Sigma (K < N)."""
-    df = ((k_eqs - rank) ** 2 - (k_eqs + rank)) // 2
+    df = n_cov_params(k_eqs, None) - n_cov_params(k_eqs, rank)
     if df <= 0:
         raise ValueError(
             f"rank {rank} with K={k_eqs} equations leaves no degrees of freedom "
-            f"((K - k)^2 - (K + k) = {(k_eqs - rank) ** 2 - (k_eqs + rank)} <= 0): the "
+            f"((K - k)^2 - (K + k) = {2 * df} <= 0): the "
             "factor model is not a restriction of an unrestricted Sigma"
         )
     factor = (nobs - 1 - (2 * k_eqs + 5) / 6.0 - 2.0 * rank / 3.0) / nobs

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .factor import EM_CYCLES, FactorOptions
+from .registry import FITTERS
 
 __all__ = ["FitOptions", "check_rank", "check_int"]
 
@@ -59,7 +60,7 @@ class FitOptions:
     Parameters
     ----------
     method : str
-        A registered fitter (see :func:`lowrank_sur.fitters.available_methods`):
+        A registered fitter (:data:`lowrank_sur.registry.FITTERS`):
         ``"als"`` (default; matrix-free, O(N K k) memory) or ``"em"`` (the dense EM
         reference, O(K^2 + P^2) memory).
     tol : float
@@ -92,13 +93,8 @@ class FitOptions:
     callback: Callable[[int, float], None] | None = None
 
     def __post_init__(self) -> None:
-        from .fitters.registry import available_methods
-
-        methods = available_methods()
-        if not isinstance(self.method, str) or self.method.lower() not in methods:
-            raise ValueError(f"method must be one of {methods}, got {self.method!r}")
         set_ = object.__setattr__
-        set_(self, "method", self.method.lower())
+        set_(self, "method", FITTERS.canonical(self.method))
         set_(self, "maxiter", check_int("maxiter", self.maxiter, 1))
         set_(self, "tol", _check_positive("tol", self.tol))
         set_(self, "ptol", _check_positive("ptol", self.ptol))

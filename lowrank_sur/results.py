@@ -9,7 +9,7 @@ from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrap
 from statsmodels.iolib.summary import Summary, summary_params
 from statsmodels.iolib.table import SimpleTable
 
-from . import covtests
+from . import covtests, plotting
 from .coefcov import CoefCovEstimator
 from .covariance import canonical_loadings
 from .fitters import FitRecord, get_fitter
@@ -427,9 +427,7 @@ class LowRankSURResults(LikelihoodModelResults):
         matplotlib.figure.Figure
             See :func:`lowrank_sur.plotting.plot_llf_trace`.
         """
-        from .plotting import plot_llf_trace
-
-        return plot_llf_trace(self, ax=ax)
+        return plotting.plot_llf_trace(self, ax=ax)
 
     def plot_loadings(self, factors=(0, 1), ax=None):
         """Scatter the equations by their loadings on two factors (needs matplotlib).
@@ -446,9 +444,7 @@ class LowRankSURResults(LikelihoodModelResults):
         matplotlib.figure.Figure
             See :func:`lowrank_sur.plotting.plot_loadings`.
         """
-        from .plotting import plot_loadings
-
-        return plot_loadings(self, factors=factors, ax=ax)
+        return plotting.plot_loadings(self, factors=factors, ax=ax)
 
 
 class LowRankSURResultsWrapper(wrap.ResultsWrapper):

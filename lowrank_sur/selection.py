@@ -16,6 +16,7 @@ from .exceptions import IdentificationWarning, external_stacklevel
 __all__ = [
     "default_rank",
     "n_free_params",
+    "n_cov_params",
     "ledermann_ok",
     "warn_if_unidentified",
     "information_criteria",
@@ -34,9 +35,19 @@ def default_rank(k_eqs: int, nobs: int) -> int:
     return int(max(0, min(8, math.ceil(k_eqs / 10), k_eqs - 1, nobs - 1)))
 
 
+def n_cov_params(k_eqs: int, rank: int | None) -> int:
+    """Free parameters of Sigma: ``K k - k (k - 1) / 2 + K`` (loadings up to rotation, D).
+
+    ``rank=None`` counts an unrestricted Sigma, ``K (K + 1) / 2``.
+    """
+    if rank is None:
+        return int(k_eqs * (k_eqs + 1) // 2)
+    return int(k_eqs * rank - rank * (rank - 1) // 2 + k_eqs)
+
+
 def n_free_params(k_params: int, k_eqs: int, rank: int) -> int:
     """Free parameters ``P + K k - k (k - 1) / 2 + K`` (coefficients, loadings, D)."""
-    return int(k_params + k_eqs * rank - rank * (rank - 1) // 2 + k_eqs)
+    return int(k_params) + n_cov_params(k_eqs, rank)
 
 
 def ledermann_ok(k_eqs: int, rank: int) -> bool:

@@ -6,6 +6,7 @@ and a regressor matrix on a common set of rows, with names for everything.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -204,8 +205,6 @@ def _formula_matrices(label: str, formula: str, frame: pd.DataFrame, eval_env, n
 
 
 def _names_in(formula: str) -> list[str]:
-    import re
-
     return sorted(set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", formula)))
 
 

@@ -26,7 +26,8 @@ def test_docs_build_without_warnings(tmp_path):
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for page in ("index", "getting_started", "user_guide", "mathematics", "benchmarks", "api"):
+    for page in ("index", "getting_started", "user_guide", "mathematics", "benchmarks",
+                 "architecture", "api"):
         assert (out / f"{page}.html").is_file(), page
     api = (out / "api.html").read_text(encoding="utf-8")
     for name in ("LowRankSUR", "LowRankSURResults", "fit_arrays", "FitRecord",

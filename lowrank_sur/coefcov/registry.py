@@ -1,15 +1,18 @@
 """The coefficient-covariance registry, keyed by ``cov_type``.
 
-An estimator is a class with the interface of :class:`CoefCovEstimator`,
-constructed as ``cls(design, Y, record, **cov_kwds)`` at the end of a fit; the
-results' ``cov_params``, ``bse``, ``cov_type`` and the summary's "Covariance Type"
-line read from it. Adding one is a module that decorates its class with
-:func:`register_cov_type` and one import line in ``lowrank_sur/coefcov/__init__.py``.
+The registry itself is :data:`lowrank_sur.registry.COV_TYPES`. An estimator is a class
+with the interface of :class:`CoefCovEstimator`, constructed as ``cls(design, Y, record,
+**cov_kwds)`` at the end of a fit; the results' ``cov_params``, ``bse``, ``cov_type``
+and the summary's "Covariance Type" line read from it. Adding one is a module that
+decorates its class with :func:`register_cov_type` and one import line in
+``lowrank_sur/coefcov/__init__.py``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..registry import COV_TYPES
 
 __all__ = ["CoefCovEstimator", "register_cov_type", "get_cov_type", "available_cov_types"]
 
@@ -55,21 +58,12 @@ class CoefCovEstimator:
         raise NotImplementedError
 
 
-_COV_TYPES: dict[str, type] = {}
-_ALIASES: dict[str, str] = {}
-
-
 def register_cov_type(name: str, aliases: tuple[str, ...] = ()):
     """Class decorator registering an estimator under ``name`` and its ``aliases``."""
 
     def decorate(cls: type) -> type:
-        key = name.lower()
-        if key in _ALIASES:
-            raise ValueError(f"cov_type {key!r} is already registered")
         cls.name = name
-        _COV_TYPES[name] = cls
-        for alias in (name, *aliases):
-            _ALIASES[alias.lower()] = name
+        COV_TYPES.register(name, cls, aliases)
         return cls
 
     return decorate
@@ -77,13 +71,9 @@ def register_cov_type(name: str, aliases: tuple[str, ...] = ()):
 
 def get_cov_type(cov_type: str) -> type:
     """The estimator class for ``cov_type`` (case-insensitive, aliases accepted)."""
-    if not isinstance(cov_type, str) or cov_type.lower() not in _ALIASES:
-        raise ValueError(
-            f"cov_type must be one of {available_cov_types()}, got {cov_type!r}"
-        )
-    return _COV_TYPES[_ALIASES[cov_type.lower()]]
+    return COV_TYPES.get(cov_type)
 
 
 def available_cov_types() -> tuple[str, ...]:
     """Canonical names of the registered covariance types."""
-    return tuple(_COV_TYPES)
+    return COV_TYPES.names()

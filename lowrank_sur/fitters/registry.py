@@ -1,9 +1,10 @@
 """The fitter registry: each fitter module registers its name, summary label and function.
 
-A fitter is a function ``fit(design, Y, rank, options) -> FitRecord`` taking the
-whitened :class:`~lowrank_sur.design.SURDesign`, the N x K responses, the number of
-factors and the validated :class:`~lowrank_sur.options.FitOptions`. Adding one is a
-module that calls :func:`register_fitter` and one import line in
+The registry itself is :data:`lowrank_sur.registry.FITTERS`. A fitter is a function
+``fit(design, Y, rank, options) -> FitRecord`` taking the whitened
+:class:`~lowrank_sur.design.SURDesign`, the N x K responses, the number of factors and
+the validated :class:`~lowrank_sur.options.FitOptions`. Adding one is a module that
+calls :func:`register_fitter` and one import line in
 ``lowrank_sur/fitters/__init__.py``.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from ..registry import FITTERS
 
 __all__ = ["Fitter", "register_fitter", "get_fitter", "available_methods"]
 
@@ -37,17 +40,11 @@ class Fitter:
     dense: bool = False
 
 
-_FITTERS: dict[str, Fitter] = {}
-
-
 def register_fitter(name: str, label: str, *, dense: bool = False):
-    """Decorator registering ``fit`` under ``name`` (lower case, unique)."""
+    """Decorator registering ``fit`` under ``name`` (case-insensitive, unique)."""
 
     def decorate(fit: Callable) -> Callable:
-        key = name.lower()
-        if key in _FITTERS:
-            raise ValueError(f"a fitter named {key!r} is already registered")
-        _FITTERS[key] = Fitter(key, label, fit, dense)
+        FITTERS.register(name.lower(), Fitter(name.lower(), label, fit, dense))
         return fit
 
     return decorate
@@ -55,12 +52,9 @@ def register_fitter(name: str, label: str, *, dense: bool = False):
 
 def get_fitter(name: str) -> Fitter:
     """The fitter registered as ``name``."""
-    try:
-        return _FITTERS[name.lower()]
-    except (KeyError, AttributeError):
-        raise ValueError(f"method must be one of {available_methods()}, got {name!r}") from None
+    return FITTERS.get(name)
 
 
 def available_methods() -> tuple[str, ...]:
     """Names of the registered fitters, in registration order."""
-    return tuple(_FITTERS)
+    return FITTERS.names()
