@@ -23,11 +23,10 @@ import warnings
 import numpy as np
 import pytest
 
-from lowrank_sur import LowRankCovariance, fit_arrays, simulate_sur
+from lowrank_sur import LowRankCovariance, fit_arrays, profile, simulate_sur
 from lowrank_sur import factor as fac
-from lowrank_sur import profile
-from lowrank_sur.starts import start_values
 from lowrank_sur.acceleration import squarem
+from lowrank_sur.starts import start_values
 
 METHODS = ("als", "em")
 
