@@ -175,7 +175,7 @@ class LowRankCovariance(Covariance):
     Only ``F``, ``D``, ``W`` and the k x k factor ``L`` are stored.
     """
 
-    __slots__ = ("F", "D", "_L", "_W", "_logdet")
+    __slots__ = ("F", "D", "_L", "_Linv", "_W", "_logdet")
 
     def __init__(self, F: np.ndarray, D: np.ndarray, *, validate: bool = True) -> None:
         if validate:
@@ -195,6 +195,7 @@ class LowRankCovariance(Covariance):
         else:
             L, W = np.zeros((0, 0)), Fd
         self._L = L
+        self._Linv = None
         self._W = W
         self._logdet = float(np.sum(np.log(D)) + 2.0 * np.sum(np.log(np.diag(L))))
 
@@ -237,10 +238,17 @@ class LowRankCovariance(Covariance):
         """Lower Cholesky factor of ``M = I + F' D^{-1} F`` (k x k)."""
         return self._L
 
+    @property
+    def L_inv(self) -> np.ndarray:
+        """``L^{-1}`` (k x k; computed on first use)."""
+        if self._Linv is None:
+            self._Linv = linalg.solve_triangular(self._L, np.eye(self.rank), lower=True,
+                                                 check_finite=False)
+        return self._Linv
+
     def m_inv(self) -> np.ndarray:
         """Return ``M^{-1} = (I + F' D^{-1} F)^{-1}`` (k x k; ``I - F' Sigma^{-1} F``)."""
-        Linv = linalg.solve_triangular(self._L, np.eye(self.rank), lower=True, check_finite=False)
-        return Linv.T @ Linv
+        return self.L_inv.T @ self.L_inv
 
     # ------------------------------------------------------------ algebra
     def logdet(self) -> float:

@@ -234,9 +234,8 @@ class FactorProblem:
         RW = self.R @ cov.W  # N x k; (R W)'(R W) is the Woodbury part of the quadratic form
         quad = cov.quad_form_sum(self.R, col_ss=self.colss, RW=RW)
         llf = float(gaussian_llf(n, self.K, cov.logdet(), quad))
-        Linv = linalg.solve_triangular(cov.L, np.eye(k), lower=True, check_finite=False)
-        Minv = Linv.T @ Linv
-        Ez = RW @ Linv  # N x k posterior means R D^{-1} F M^{-1}
+        Minv = cov.m_inv()
+        Ez = RW @ cov.L_inv  # N x k posterior means R D^{-1} F M^{-1}
         G = self.R.T @ Ez  # K x k
         pt = _EMPoint(x, x, llf, cov, Minv, RW, G)
         Szz = n * Minv + Ez.T @ Ez
