@@ -21,6 +21,8 @@ __all__ = [
     "ConvergenceWarning",
     "HeywoodWarning",
     "IdentificationWarning",
+    "UnboundedLikelihoodWarning",
+    "MultipleMaximaWarning",
     "CollinearityError",
     "SpecificationError",
     "external_stacklevel",
@@ -33,6 +35,14 @@ class HeywoodWarning(EstimationWarning):
 
 class IdentificationWarning(ModelWarning):
     """The factor loadings are not identified at the requested rank (Sigma still is)."""
+
+
+class UnboundedLikelihoodWarning(EstimationWarning):
+    """The likelihood at the requested rank is unbounded for these data (no MLE exists)."""
+
+
+class MultipleMaximaWarning(EstimationWarning):
+    """Different starts reached different local maxima of the likelihood."""
 
 
 class SpecificationError(ValueError):

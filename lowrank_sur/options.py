@@ -81,6 +81,14 @@ class FitOptions:
         Print one line per iteration.
     callback : callable, optional
         ``callback(iteration, llf)`` after every iteration.
+    n_starts : int or "auto"
+        Number of starting points (:mod:`lowrank_sur.fitters.multistart`). ``"auto"`` (default)
+        fits from the principal-component start and, only when that fit ends on the
+        floor of D, without converging, or on a degenerate point, tries more starts
+        (released Heywood equations, the rank k-1 solution plus a new factor, seeded
+        random ones), each run a short way and the best polished to convergence.
+    seed : int
+        Seed of the random starts (the fit is deterministic given it).
     """
 
     method: str = "als"
@@ -91,6 +99,8 @@ class FitOptions:
     accelerate: bool = True
     disp: bool = False
     callback: Callable[[int, float], None] | None = None
+    n_starts: int | str = "auto"
+    seed: int = 0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -102,6 +112,9 @@ class FitOptions:
         for name in ("accelerate", "disp"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not (isinstance(self.n_starts, str) and self.n_starts == "auto"):
+            set_(self, "n_starts", check_int("n_starts", self.n_starts, 1))
+        set_(self, "seed", check_int("seed", self.seed, 0))
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable, got {self.callback!r}")
 

@@ -16,20 +16,24 @@ from ..design import SURDesign
 from ..factor import FactorOptions, fit_factor
 from ..gls import GLSOperator
 from ..options import FitOptions
-from .common import Progress, finish, ols_start, run_sweeps
+from .common import Start, finish, ols_start
 from .record import FitRecord
 from .registry import register_fitter
+from .sweeps import run_sweeps
 
 __all__ = ["fit_als"]
 
 
 @register_fitter("als", "ALS (maximum likelihood)")
-def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions) -> FitRecord:
+def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
+           start: Start | None = None) -> FitRecord:
     """Fit by alternating GLS and factor steps (see the module notes)."""
-    st, R = ols_start(design, Y, rank, opts)
+    st, R = ols_start(design, Y, rank, opts, start)
     st.history.append(LowRankCovariance(st.F, st.D).loglike(R))
     if rank == 0 or design.shared:
         # GLS equals OLS whatever Sigma is: one beta step, then factor analysis of R.
+        st.A = design.ols(Y)
+        R = Y - design.fitted(st.A)
         fo = FactorOptions(tol=opts.tol * 1e-2, ptol=opts.ptol * 0.1, maxiter=100 * opts.maxiter)
         ff = fit_factor(R, st.F, st.D, st.floor, fo)
         st.history.append(max(ff.llf, st.history[-1]))
@@ -37,10 +41,10 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions) -> Fi
         st.iterations, st.evaluations = 1, ff.evaluations
         return finish(design, st, opts, llf=ff.llf)
 
-    def beta_step(st: Progress) -> np.ndarray:
-        op = GLSOperator(design, LowRankCovariance(st.F, st.D, validate=False))
-        a = op.solve(op.rhs(Y), x0=st.A.ravel(), rtol=opts.cg_rtol)
+    def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray) -> np.ndarray:
+        op = GLSOperator(design, LowRankCovariance(F, D, validate=False))
+        a = op.solve(op.rhs(Y), x0=A.ravel(), rtol=opts.cg_rtol)
         st.cg_iterations += op.cg_iterations
-        return a.reshape(st.A.shape)
+        return a.reshape(A.shape)
 
     return finish(design, run_sweeps(design, Y, beta_step, st, opts, "ALS sweep"), opts)

@@ -1,14 +1,11 @@
-"""What the factor fitters share: the OLS start, the sweep loop and the finished record.
+"""What the factor fitters share: the start, the stopping rule and the finished record.
 
-A sweep is the beta step (a GLS solve given Sigma, supplied by the fitter) followed
-by the factor step (:func:`~lowrank_sur.factor.fit_factor` on the new residuals),
-until the log-likelihood and the parameters stop changing.
+The sweep loop itself is :mod:`lowrank_sur.fitters.sweeps`.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,15 +13,21 @@ import numpy as np
 from ..covariance import LowRankCovariance
 from ..design import SURDesign
 from ..exceptions import ConvergenceWarning, HeywoodWarning, external_stacklevel
-from ..factor import EM_CYCLES, fit_factor
 from ..options import FitOptions
 from ..starts import start_values
 from .record import FitRecord
 
-__all__ = ["Progress", "ols_start", "run_sweeps", "finish", "param_change", "llf_close"]
+__all__ = ["Start", "Progress", "ols_start", "finish", "param_change", "llf_close", "report"]
 
-#: Factor step: EM cycles before L-BFGS when the previous sweep needed L-BFGS.
-EM_CYCLES_AFTER_PROFILE = 2
+
+@dataclass
+class Start:
+    """A starting point: whitened coefficients (K x pmax, or None for OLS), F and D."""
+
+    A: np.ndarray | None
+    F: np.ndarray
+    D: np.ndarray
+    label: str = "user"
 
 
 @dataclass
@@ -81,11 +84,11 @@ def report(opts: FitOptions, name: str, iteration: int, llf: float, change: floa
         opts.callback(iteration, llf)
 
 
-def ols_start(design: SURDesign, Y: np.ndarray, rank: int,
-              opts: FitOptions) -> tuple[Progress, np.ndarray]:
-    """OLS coefficients, the floor on D and a principal-component start for ``(F, D)``.
+def ols_start(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
+              start: Start | None = None) -> tuple[Progress, np.ndarray]:
+    """The floor on D and the starting point: OLS and principal components, or ``start``.
 
-    Returns the start and the OLS residuals. Raises when an equation's regressors fit
+    Returns the start and its residuals. Raises when an equation's regressors fit
     its response exactly (the likelihood is then unbounded).
     """
     A = design.ols(Y)
@@ -102,34 +105,13 @@ def ols_start(design: SURDesign, Y: np.ndarray, rank: int,
             "regressors that reproduce the response"
         )
     floor = opts.d_floor * s2
-    F, D = start_values(R, rank, floor)
-    return Progress(A, F, D, floor, []), R
-
-
-def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: Callable[[Progress], np.ndarray],
-               st: Progress, opts: FitOptions, name: str) -> Progress:
-    """Block coordinate ascent: ``beta_step(st)`` then the factor step, until converged.
-
-    Shared by ALS (matrix-free beta step) and the EM reference's finishing sweeps
-    (dense beta step). Updates and returns ``st``.
-    """
-    em_cycles = EM_CYCLES
-    while st.iterations < opts.maxiter:
-        st.iterations += 1
-        A_new = beta_step(st)
-        ff = fit_factor(Y - design.fitted(A_new), st.F, st.D, st.floor,
-                        opts.factor_options(em_cycles))
-        st.evaluations += ff.evaluations
-        # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
-        em_cycles = EM_CYCLES_AFTER_PROFILE if ff.profile_evaluations else EM_CYCLES
-        change = param_change(st.A, A_new, st.F, ff.F, st.D, ff.D)
-        st.converged = llf_close(st.history[-1], ff.llf, opts.tol) and change <= opts.ptol
-        st.A, st.F, st.D = A_new, ff.F, ff.D
-        st.history.append(ff.llf)
-        report(opts, name, st.iterations, ff.llf, st.history[-1] - st.history[-2])
-        if st.converged:
-            break
-    return st
+    if start is None:
+        F, D = start_values(R, rank, floor)
+        return Progress(A, F, D, floor, []), R
+    if start.A is not None:
+        A = np.array(start.A, dtype=float)
+        R = Y - design.fitted(A)
+    return Progress(A, np.array(start.F, dtype=float), np.maximum(start.D, floor), floor, []), R
 
 
 def _warn(design: SURDesign, st: Progress, heywood: np.ndarray, opts: FitOptions) -> None:

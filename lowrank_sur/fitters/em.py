@@ -25,9 +25,10 @@ from ..design import SURDesign
 from ..factor import FactorProblem
 from ..gls import gls_dense
 from ..options import FitOptions
-from .common import Progress, finish, llf_close, ols_start, param_change, report, run_sweeps
+from .common import Start, finish, llf_close, ols_start, param_change, report
 from .record import FitRecord
 from .registry import register_fitter
+from .sweeps import run_sweeps
 
 __all__ = ["fit_em"]
 
@@ -72,9 +73,10 @@ class _EMMap:
 
 
 @register_fitter("em", "EM (maximum likelihood)", dense=True)
-def fit_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions) -> FitRecord:
+def fit_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
+           start: Start | None = None) -> FitRecord:
     """Fit by EM with the dense ``Sigma^{-1}``, finished by ECM sweeps (see the module notes)."""
-    st, _ = ols_start(design, Y, rank, opts)
+    st, _ = ols_start(design, Y, rank, opts, start)
     em = _EMMap(design, Y, rank, st.floor)
     count = [0]
 
@@ -101,7 +103,7 @@ def fit_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions) -> Fit
 
     # ECM sweeps: the same GLS step, then the factor step solved to convergence. They
     # confirm the EM stopping point (one sweep) or finish where EM crawls (Heywood cases).
-    def beta_step(st: Progress) -> np.ndarray:
-        return gls_dense(design, _dense(st.F, st.D), Y)
+    def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray) -> np.ndarray:
+        return gls_dense(design, _dense(F, D), Y)
 
     return finish(design, run_sweeps(design, Y, beta_step, st, opts, "ECM sweep"), opts)

@@ -45,6 +45,19 @@ class FitRecord:
         Evaluations spent in the factor step (EM maps and profile-likelihood evaluations).
     whitened_coefs : ndarray, shape (K, pmax)
         Coefficients on the orthonormalized design (internal, reused for inference).
+    likelihood_bounded : bool
+        False when the check before the fit found the likelihood unbounded at this
+        rank for these data (:func:`lowrank_sur.bounded.check_bounded`): the result
+        can then only be a local maximum.
+    degenerate : bool
+        True when the fit ran to the floor on D on a rising likelihood (lowering the
+        floor would raise the llf without bound): not a maximum.
+    starts : list of dict
+        One entry per start tried (``label``, ``llf``, ``converged``, ``degenerate``,
+        ``heywood``, ``iterations``), the chosen one first.
+    n_maxima : int
+        Number of distinct maxima (llf differing by more than ``1e-8`` relative)
+        among the proper, converged maxima the starts reached.
     """
 
     coefs: list[np.ndarray]
@@ -60,6 +73,10 @@ class FitRecord:
     cg_iterations: int = 0
     evaluations: int = 0
     whitened_coefs: np.ndarray | None = field(default=None, repr=False)
+    likelihood_bounded: bool = True
+    degenerate: bool = False
+    starts: list = field(default_factory=list, repr=False)
+    n_maxima: int = 1
 
     @property
     def F(self) -> np.ndarray | None:

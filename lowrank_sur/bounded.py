@@ -1,0 +1,246 @@
+"""Is the likelihood bounded at this rank for these data? Checked before a fit, and after it.
+
+Before the fit (:func:`check_bounded`, O(N K) plus a few small QRs): with ``X_S`` the
+regressors of a set S of equations side by side and ``r_S`` their rank, the
+likelihood with k factors (and ``D`` free down to 0) is unbounded when some k+1
+equations can have linearly dependent residuals:
+
+* ``r_S + k + 1 > N`` for a set S of k+1 equations: their residuals live in the
+  ``N - r_S < k + 1`` dimensions left by the regressors, so they are always dependent
+  and ``Sigma_SS = F_S F_S'`` fits them with ``D_S -> 0``. (For the unrestricted Sigma,
+  k = K - 1, this is ``K + rank([X_1 ... X_K]) > N``.) S is grown greedily from the
+  equation with the most regressors, adding the one that raises the rank most.
+* Duplicate responses, or responses that are linear combinations of each other (the
+  residuals can be made identical): unbounded at any k >= 1 (for k at least the size
+  of the dependent set minus one).
+
+After the fit (:func:`is_degenerate`): a fit whose idiosyncratic variances sit on
+their floor is either a proper Heywood maximum, whose log-likelihood levels off as
+the floor is lowered (its derivative in ``log D_j`` at the floor is of the order of
+the floor itself), or a degenerate point of an unbounded likelihood, where the
+log-likelihood keeps rising like ``-(N/2) log d`` (a derivative of order 1/2 per
+observation).
+
+References
+----------
+Anderson, T. W. and Rubin, H. (1956). Statistical inference in factor analysis.
+Proceedings of the Third Berkeley Symposium 5, 111-150.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .design import SURDesign
+from .exceptions import UnboundedLikelihoodWarning, external_stacklevel
+from .factor import FactorProblem
+
+__all__ = ["Boundedness", "check_bounded", "is_degenerate", "warn_unbounded"]
+
+#: Candidates examined per greedy step (the ones with the most regressors first).
+_GREEDY_CANDIDATES = 200
+
+#: Relative singular-value threshold for numerical rank.
+_RANK_RTOL = 1e-10
+
+#: Largest ``N K min(N, K)`` for the pivoted-QR search for dependent responses.
+_DEPENDENCE_MAX_WORK = 2e8
+
+#: Derivative of ``llf / N`` in ``log D`` (summed over the equations on the floor)
+#: beyond which a boundary point is degenerate; a proper Heywood maximum has a
+#: derivative of the order of the floor (1e-6), a degenerate one about -1/2.
+DEGENERATE_SLOPE = 0.05
+
+
+@dataclass
+class Boundedness:
+    """Outcome of :func:`check_bounded`.
+
+    Attributes
+    ----------
+    bounded : bool
+        False when the check proves the likelihood unbounded at this rank.
+    equations : list of int
+        The equations whose residuals can be made dependent (empty when bounded).
+    reason : str
+        Why, in words (empty when bounded).
+    max_bounded_rank : int or None
+        The largest rank the regressor-rank condition allows for these data (None
+        when even rank 0 is in doubt).
+    """
+
+    bounded: bool
+    equations: list = field(default_factory=list)
+    reason: str = ""
+    max_bounded_rank: int | None = None
+
+
+def _rank(Q: np.ndarray, scale: float | None = None) -> int:
+    """Numerical rank; singular values are compared with ``scale`` (default the largest)."""
+    if Q.shape[1] == 0:
+        return 0
+    s = np.linalg.svd(Q, compute_uv=False)
+    ref = s[0] if scale is None else scale
+    return int(np.sum(s > _RANK_RTOL * max(ref, np.finfo(float).tiny)))
+
+
+def _basis(design: SURDesign, j: int) -> np.ndarray:
+    """Orthonormal basis (N x p_j) of equation j's regressors."""
+    q = design.Q[0 if design.shared else j]
+    return q[: design.p[j]].T
+
+
+def _greedy_ranks(design: SURDesign, size: int) -> tuple[list[int], list[int]]:
+    """Greedy set of ``size`` equations maximizing the regressors' rank; ranks by set size."""
+    K, N = design.k_eqs, design.nobs
+    if design.shared:
+        r = _rank(_basis(design, 0))
+        return list(range(min(size, K))), [r] * min(size, K)
+    order = list(np.argsort(-design.p, kind="stable"))
+    chosen = [int(order[0])]
+    U = np.linalg.qr(_basis(design, chosen[0]))[0] if design.p[chosen[0]] else np.zeros((N, 0))
+    ranks = [_rank(U)]
+    U = U[:, : ranks[0]]
+    while len(chosen) < min(size, K):
+        best, best_gain, best_resid = None, -1, None
+        for j in [int(j) for j in order if j not in chosen][:_GREEDY_CANDIDATES]:
+            B = _basis(design, j)
+            resid = B - U @ (U.T @ B)
+            gain = _rank(resid, scale=1.0)  # B has orthonormal columns
+            if gain > best_gain:
+                best, best_gain, best_resid = j, gain, resid
+            if gain == design.p[j]:  # cannot do better than all its columns
+                break
+        chosen.append(best)
+        if best_gain:
+            u, s, _ = np.linalg.svd(best_resid, full_matrices=False)
+            U = np.hstack([U, u[:, :best_gain]])
+        ranks.append(ranks[-1] + best_gain)
+    return chosen, ranks
+
+
+def _duplicates(Y: np.ndarray) -> list[int] | None:
+    """Two identical response columns (exactly), if any."""
+    seen: dict[bytes, int] = {}
+    for j in range(Y.shape[1]):
+        key = np.ascontiguousarray(Y[:, j]).tobytes()
+        if key in seen:
+            return [seen[key], j]
+        seen[key] = j
+    return None
+
+
+def _dependent_responses(Y: np.ndarray) -> list[int] | None:
+    """A small set of responses that are (numerically) linearly dependent, if any."""
+    n, K = Y.shape
+    if K > n or n * K * min(n, K) > _DEPENDENCE_MAX_WORK:
+        return None
+    from scipy import linalg
+
+    Z = Y - Y.mean(axis=0)
+    scale = np.linalg.norm(Z, axis=0)
+    Z = Z / np.where(scale > 0, scale, 1.0)
+    _, Rq, piv = linalg.qr(Z, mode="economic", pivoting=True)
+    d = np.abs(np.diag(Rq))
+    r = int(np.sum(d > 1e-9 * d[0]))
+    if r == K:
+        return None
+    basis, c = piv[:r], piv[r]
+    coef, *_ = np.linalg.lstsq(Z[:, basis], Z[:, c], rcond=None)
+    support = [int(basis[i]) for i in np.flatnonzero(np.abs(coef) > 1e-8)]
+    return sorted(support + [int(c)])
+
+
+def check_bounded(design: SURDesign, Y: np.ndarray, rank: int) -> Boundedness:
+    """Check whether the log-likelihood can be unbounded at ``rank`` for these data.
+
+    Parameters
+    ----------
+    design : SURDesign
+        The design.
+    Y : ndarray, shape (N, K)
+        Responses.
+    rank : int
+        Number of factors k.
+
+    Returns
+    -------
+    Boundedness
+        ``bounded=False`` with the equations and the reason when a set of k+1
+        equations can have linearly dependent residuals (see the module notes). A
+        ``True`` answer means the check found no such set, not a proof.
+    """
+    N = design.nobs
+    chosen, ranks = _greedy_ranks(design, rank + 1)
+    max_rank = None
+    for m, r in enumerate(ranks):  # m + 1 equations, rank m
+        if r + m + 1 <= N:
+            max_rank = m
+    if rank == 0:
+        return Boundedness(True, max_bounded_rank=max_rank)
+    if ranks[rank] + rank + 1 > N:
+        S = chosen[: rank + 1]
+        return Boundedness(
+            False, S,
+            f"their regressors have rank {ranks[rank]} and {ranks[rank]} + k + 1 = "
+            f"{ranks[rank] + rank + 1} > N = {N}: the residuals of these {rank + 1} "
+            "equations can be made linearly dependent", max_rank,
+        )
+    dup = _duplicates(Y)
+    if dup is not None:
+        return Boundedness(False, dup, "they have the same response", 0)
+    dep = _dependent_responses(Y)
+    if dep is not None and len(dep) <= rank + 1:
+        return Boundedness(
+            False, dep, "their responses are linearly dependent",
+            min(max_rank if max_rank is not None else 0, len(dep) - 2),
+        )
+    return Boundedness(True, max_bounded_rank=max_rank)
+
+
+def warn_unbounded(check: Boundedness, rank: int, eq_names: list[str]) -> None:
+    """Issue an :class:`UnboundedLikelihoodWarning` for an unbounded ``check``."""
+    names = [eq_names[j] for j in check.equations[:8]]
+    more = f" and {len(check.equations) - 8} more" if len(check.equations) > 8 else ""
+    lower = ""
+    if check.max_bounded_rank is not None and check.max_bounded_rank < rank:
+        lower = f"; the largest rank these data allow is {check.max_bounded_rank}"
+    warnings.warn(
+        f"the likelihood at rank {rank} is unbounded for these data ({', '.join(names)}"
+        f"{more}: {check.reason}). No maximum-likelihood estimate exists: the fit can "
+        "only reach a local maximum or run to the floor on D (results.degenerate). "
+        f"Use a lower rank{lower}, or more observations",
+        UnboundedLikelihoodWarning,
+        stacklevel=external_stacklevel(),
+    )
+
+
+def is_degenerate(R: np.ndarray, F: np.ndarray, D: np.ndarray, floor: np.ndarray,
+                  heywood: np.ndarray) -> bool:
+    """Whether a fit with equations on the floor sits on a rising likelihood.
+
+    Parameters
+    ----------
+    R : ndarray, shape (N, K)
+        Residuals at the fit.
+    F, D : ndarray
+        The fitted loadings and idiosyncratic variances.
+    floor : ndarray
+        The floor on D.
+    heywood : ndarray of int
+        Equations on the floor.
+
+    Returns
+    -------
+    bool
+        True when the derivative of ``llf / N`` in ``log D`` summed over the
+        equations on the floor is below ``-DEGENERATE_SLOPE``: lowering the floor
+        would raise the log-likelihood without bound.
+    """
+    if heywood.size == 0 or F.shape[1] == 0:
+        return False
+    _, gD = FactorProblem(R, F.shape[1], floor).gradient(F, D)
+    return bool(np.sum(gD[heywood]) < -DEGENERATE_SLOPE)

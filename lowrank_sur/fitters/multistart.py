@@ -1,0 +1,194 @@
+"""Multiple starts: look for the global maximum, and never prefer a degenerate point.
+
+The likelihood of a factor model can have several local maxima, and Heywood points
+(some ``D_j`` on its floor) that attract the alternating fitters although an
+interior maximum exists. :func:`fit_with_starts` fits from the principal-component
+start (or the user's ``start_params``), then, when asked (``n_starts`` > 1) or when
+``n_starts="auto"`` sees trouble (equations on the floor, no convergence, a
+degenerate point), from other starts:
+
+``release``
+    The first fit with its Heywood equations released: ``D_j`` reset to half the
+    equation's residual variance and its loadings shrunk to match.
+``grown``
+    The rank k-1 solution plus a new factor along the leading direction of what it
+    leaves unexplained.
+``random-i``
+    Seeded random loadings and variances (deterministic given ``seed``).
+
+Each extra start runs :data:`SHORT_ITERATIONS` iterations; the best
+:data:`N_POLISH` are continued to convergence. The chosen fit is the best proper
+maximum (not degenerate); a degenerate point wins only if every start ends on one.
+The warnings of the chosen fit are re-issued; those of the others are dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+
+from ..bounded import is_degenerate
+from ..design import SURDesign
+from ..exceptions import MultipleMaximaWarning, external_stacklevel
+from ..options import FitOptions
+from .common import Start
+from .record import FitRecord
+
+__all__ = ["fit_with_starts", "SHORT_ITERATIONS", "N_POLISH", "AUTO_STARTS"]
+
+#: Iterations of each extra start before the best are polished.
+SHORT_ITERATIONS = 25
+
+#: Extra starts continued to convergence.
+N_POLISH = 2
+
+#: Starts in total when ``n_starts="auto"`` sees trouble in the first fit.
+AUTO_STARTS = 6
+
+#: Relative llf difference beyond which two maxima count as distinct.
+DISTINCT_RTOL = 1e-8
+
+
+def _run(fit, design, Y, rank, opts, start):
+    """Fit, keeping the warnings instead of issuing them; return the record and them."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rec = fit(design, Y, rank, opts, start)
+    R = Y - design.fitted(rec.whitened_coefs)
+    rec.degenerate = is_degenerate(R, rec.F, rec.D, rec.d_floor, rec.heywood)
+    return rec, list(caught)
+
+
+def _outcome(rec: FitRecord, label: str) -> dict:
+    return {"label": label, "llf": rec.llf, "converged": rec.converged,
+            "degenerate": rec.degenerate, "heywood": int(rec.heywood.size),
+            "iterations": rec.iterations}
+
+
+def _release(rec: FitRecord, var: np.ndarray) -> Start | None:
+    if rec.heywood.size == 0:
+        return None
+    F, D = rec.F.copy(), rec.D.copy()
+    h = rec.heywood
+    D[h] = 0.5 * var[h]
+    comm = np.einsum("ij,ij->i", F[h], F[h])
+    F[h] *= np.sqrt(np.clip(0.5 * var[h] / np.maximum(comm, np.finfo(float).tiny), 0, 1))[:, None]
+    return Start(rec.whitened_coefs, F, D, "release")
+
+
+def _grown(fit, design, Y, rank, opts) -> Start | None:
+    if rank < 1:
+        return None
+    base, _ = _run(fit, design, Y, rank - 1, dataclasses.replace(opts, n_starts=1), None)
+    R = Y - design.fitted(base.whitened_coefs)
+    F, D = base.F, base.D
+    # what the k-1 factors leave: R minus its posterior factor part, scaled by D^{-1/2}
+    E = R.copy()
+    if rank > 1:
+        cov = base.cov
+        E -= (R @ cov.W) @ (cov.L_inv @ F.T)
+    E /= np.sqrt(D)
+    _, s, vt = np.linalg.svd(E / np.sqrt(design.nobs), full_matrices=False)
+    lam = max(s[0] ** 2 - 1.0, 0.1)
+    f = np.sqrt(D) * vt[0] * np.sqrt(lam)
+    return Start(base.whitened_coefs, np.column_stack([F, f]), D, "grown")
+
+
+def _random(var: np.ndarray, rank: int, rng: np.random.Generator, label: str) -> Start:
+    F = rng.standard_normal((var.size, rank)) * np.sqrt(var / (2.0 * max(rank, 1)))[:, None]
+    D = rng.uniform(0.2, 0.8, var.size) * var
+    return Start(None, F, D, label)
+
+
+def _candidates(first: FitRecord, fit, design, Y, rank, opts, n_extra: int):
+    """Yield up to ``n_extra`` extra starting points, the cheap informed ones first."""
+    var = first.d_floor / opts.d_floor
+    made = 0
+    for make in (lambda: _release(first, var), lambda: _grown(fit, design, Y, rank, opts)):
+        if made >= n_extra:
+            return
+        start = make()
+        if start is not None:
+            made += 1
+            yield start
+    rng = np.random.default_rng(opts.seed)
+    for i in range(n_extra - made):
+        yield _random(var, rank, rng, f"random-{i + 1}")
+
+
+def _n_extra(first: FitRecord, opts: FitOptions) -> int:
+    if opts.n_starts == "auto":
+        trouble = first.heywood.size > 0 or not first.converged or first.degenerate
+        return AUTO_STARTS - 1 if trouble else 0
+    return int(opts.n_starts) - 1
+
+
+def _best(runs: list) -> int:
+    """Index of the best proper maximum (a degenerate point only if all are)."""
+    proper = [i for i, (rec, _, _) in enumerate(runs) if not rec.degenerate]
+    pool = proper or list(range(len(runs)))
+    return max(pool, key=lambda i: runs[i][0].llf)
+
+
+def _count_maxima(runs: list) -> list[float]:
+    """Distinct llf values of the proper, converged runs, in decreasing order."""
+    values = sorted((rec.llf for rec, _, _ in runs if rec.converged and not rec.degenerate),
+                    reverse=True)
+    distinct: list[float] = []
+    for v in values:
+        if not distinct or abs(distinct[-1] - v) > DISTINCT_RTOL * max(1.0, abs(v)):
+            distinct.append(v)
+    return distinct
+
+
+def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
+                    start: Start | None = None) -> FitRecord:
+    """Fit from one or several starting points and return the best proper maximum.
+
+    Parameters
+    ----------
+    fit : callable
+        A registered fitter's function.
+    design, Y, rank, opts
+        As for the fitter.
+    start : Start, optional
+        The user's starting point (``start_params``); default principal components.
+
+    Returns
+    -------
+    FitRecord
+        The chosen fit, with ``starts`` (every start's outcome, the chosen first) and
+        ``n_maxima``.
+    """
+    first, caught = _run(fit, design, Y, rank, opts, start)
+    runs = [(first, caught, start.label if start is not None else "principal components")]
+    n_extra = _n_extra(first, opts) if rank > 0 else 0
+    if n_extra:
+        # only the first fit prints (disp) and calls back; the others are silent
+        quiet = dataclasses.replace(opts, disp=False, callback=None)
+        short = dataclasses.replace(quiet, maxiter=min(opts.maxiter, SHORT_ITERATIONS))
+        trial = [(*_run(fit, design, Y, rank, short, s), s.label)
+                 for s in _candidates(first, fit, design, Y, rank, opts, n_extra)]
+        trial.sort(key=lambda r: (not r[0].degenerate, r[0].llf), reverse=True)
+        for rec, _, label in trial[:N_POLISH]:
+            resumed = Start(rec.whitened_coefs, rec.F, rec.D, label)
+            runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
+        runs.extend(trial[N_POLISH:])
+    best = _best(runs)
+    rec, caught, label = runs[best]
+    maxima = _count_maxima(runs)
+    rec.n_maxima = max(len(maxima), 1)
+    rec.starts = [_outcome(rec, label)] + [_outcome(r, lab) for i, (r, _, lab) in
+                                            enumerate(runs) if i != best]
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=external_stacklevel())
+    if len(maxima) > 1:
+        warnings.warn(
+            f"the starts reached {len(maxima)} distinct maxima (llf {maxima[0]:.6g} chosen, "
+            f"next {maxima[1]:.6g}); results.starts lists them",
+            MultipleMaximaWarning,
+            stacklevel=external_stacklevel(),
+        )
+    return rec

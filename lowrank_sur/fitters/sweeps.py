@@ -1,0 +1,155 @@
+"""The sweep loop shared by the factor fitters, with SQUAREM on the whole sweep map.
+
+A sweep maps ``x = (A, F, D)`` to ``T(x)``: the beta step (a GLS solve given
+Sigma, supplied by the fitter) and then the factor step
+(:func:`~lowrank_sur.factor.fit_factor` on the new residuals). Block coordinate
+ascent never lowers the log-likelihood, but where the coefficients and the
+covariance are strongly coupled (few observations per equation) it converges
+slowly. SQUAREM (Varadhan and Roland 2008) extrapolates along ``T(x) - x`` and
+``T(T(x)) - 2 T(x) + x`` (loadings in the canonical rotation, every coordinate in
+the units of its equation) and keeps the extrapolated point only when the sweep
+from it reaches a higher log-likelihood than the two plain sweeps, so the
+sequence stays monotone.
+
+References
+----------
+Varadhan, R. and Roland, C. (2008). Simple and globally convergent methods for
+accelerating the convergence of any EM algorithm. Scandinavian Journal of
+Statistics 35, 335-353.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..covariance import canonical_loadings
+from ..design import SURDesign
+from ..factor import EM_CYCLES, fit_factor
+from ..options import FitOptions
+from .common import Progress, llf_close, param_change, report
+
+__all__ = ["run_sweeps", "EM_CYCLES_AFTER_PROFILE"]
+
+#: Factor step: EM cycles before L-BFGS when the previous sweep needed L-BFGS.
+EM_CYCLES_AFTER_PROFILE = 2
+
+#: Growth (and shrinkage) factor of the largest SQUAREM step.
+_MSTEP = 4.0
+
+BetaStep = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+class _Sweeper:
+    """One sweep ``(A, F, D) -> (A', F', D', llf')``, counting the work in ``st``."""
+
+    def __init__(self, design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progress,
+                 opts: FitOptions, name: str) -> None:
+        self.design, self.Y, self.beta_step, self.st, self.opts = design, Y, beta_step, st, opts
+        self.name = name
+        self.em_cycles = EM_CYCLES
+        # units of each coordinate: sigma_j for coefficients and loadings, sigma_j^2 for D_j
+        self.s2 = st.floor / opts.d_floor
+        self.sd = np.sqrt(self.s2)
+
+    def __call__(self, A, F, D):
+        st = self.st
+        st.iterations += 1
+        A1 = self.beta_step(A, F, D)
+        ff = fit_factor(self.Y - self.design.fitted(A1), F, D, st.floor,
+                        self.opts.factor_options(self.em_cycles))
+        st.evaluations += ff.evaluations
+        # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
+        self.em_cycles = EM_CYCLES_AFTER_PROFILE if ff.profile_evaluations else EM_CYCLES
+        return A1, canonical_loadings(ff.F, ff.D), ff.D, ff.llf
+
+    def converged(self, x0, x1, llf0: float, llf1: float) -> bool:
+        return llf_close(llf0, llf1, self.opts.tol) and param_change(
+            x0[0], x1[0], x0[1], x1[1], x0[2], x1[2]) <= self.opts.ptol
+
+    def accept(self, x, llf: float) -> None:
+        st = self.st
+        change = llf - st.history[-1]
+        st.A, st.F, st.D = x
+        st.history.append(llf)
+        report(self.opts, self.name, st.iterations, llf, change)
+
+    def extrapolate(self, x0, x1, x2, step_max: float):
+        """The SQUAREM point from three iterates, or None when the step length is 1."""
+        units = (self.sd[:, None], self.sd[:, None], self.s2)
+        r = [(b - a) / u for a, b, u in zip(x0, x1, units)]
+        v = [(c - 2.0 * b + a) / u for a, b, c, u in zip(x0, x1, x2, units)]
+        sr2 = sum(float(np.sum(z * z)) for z in r)
+        sv2 = sum(float(np.sum(z * z)) for z in v)
+        alpha = min(max(np.sqrt(sr2 / sv2), 1.0), step_max) if sv2 > 0 else 1.0
+        if alpha <= 1.0:
+            return None, alpha
+        xe = [a + u * (2.0 * alpha * ri + alpha * alpha * vi)
+              for a, ri, vi, u in zip(x0, r, v, units)]
+        xe[2] = np.maximum(xe[2], self.st.floor)
+        return tuple(xe), alpha
+
+
+def _plain_sweeps(sw: _Sweeper) -> bool:
+    """Two plain sweeps from the current point; True when converged."""
+    st = sw.st
+    x0, llf0 = (st.A, st.F, st.D), st.history[-1]
+    *x1, llf1 = sw(*x0)
+    sw.accept(tuple(x1), llf1)
+    return sw.converged(x0, x1, llf0, llf1)
+
+
+def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progress,
+               opts: FitOptions, name: str) -> Progress:
+    """Sweep until converged (or ``maxiter`` sweeps), SQUAREM-accelerated if ``accelerate``.
+
+    Parameters
+    ----------
+    design, Y
+        The problem.
+    beta_step : callable
+        ``beta_step(A, F, D)``: the new whitened coefficients given Sigma (``A`` is the
+        warm start).
+    st : Progress
+        The state; updated in place (``history`` gets the llf of the current iterate
+        after every sweep, never decreasing; a rejected extrapolation leaves the
+        iterate where it was) and returned.
+    opts : FitOptions
+        ``tol``, ``ptol``, ``maxiter`` (sweeps), ``accelerate``, ``disp``, ``callback``.
+    name : str
+        Label of the ``disp`` lines.
+    """
+    sw = _Sweeper(design, Y, beta_step, st, opts, name)
+    step_max = 1.0
+    while st.iterations < opts.maxiter:
+        x0, llf0 = (st.A, st.F, st.D), st.history[-1]
+        *x1, llf1 = sw(*x0)
+        sw.accept(tuple(x1), llf1)
+        if sw.converged(x0, x1, llf0, llf1) or not opts.accelerate:
+            st.converged = sw.converged(x0, x1, llf0, llf1)
+            if st.converged:
+                break
+            continue
+        if st.iterations >= opts.maxiter:
+            break
+        *x2, llf2 = sw(*x1)
+        sw.accept(tuple(x2), llf2)
+        if sw.converged(x1, x2, llf1, llf2):
+            st.converged = True
+            break
+        xe, alpha = sw.extrapolate(x0, x1, x2, step_max)
+        if xe is not None and st.iterations < opts.maxiter:
+            *x3, llf3 = sw(*xe)
+            if np.isfinite(llf3) and llf3 >= llf2:
+                sw.accept(tuple(x3), llf3)
+                st.converged = sw.converged(xe, x3, llf2, llf3)
+                if st.converged:
+                    break
+            else:  # rejected: the iterate stays at the second plain sweep's point
+                sw.accept(tuple(x2), llf2)
+                if alpha == step_max:
+                    step_max = max(1.0, step_max / _MSTEP)
+        if alpha == step_max:
+            step_max *= _MSTEP
+    return st
