@@ -219,8 +219,8 @@ def warn_unbounded(check: Boundedness, rank: int, eq_names: list[str]) -> None:
 
 
 def is_degenerate(R: np.ndarray, F: np.ndarray, D: np.ndarray, floor: np.ndarray,
-                  heywood: np.ndarray) -> bool:
-    """Whether a fit with equations on the floor sits on a rising likelihood.
+                  heywood: np.ndarray, scale: np.ndarray | None = None) -> bool:
+    """Whether a fit sits on a likelihood that keeps rising as some ``D_j`` go to zero.
 
     Parameters
     ----------
@@ -232,15 +232,24 @@ def is_degenerate(R: np.ndarray, F: np.ndarray, D: np.ndarray, floor: np.ndarray
         The floor on D.
     heywood : ndarray of int
         Equations on the floor.
+    scale : ndarray, optional
+        Each equation's residual variance (default ``R'R / N`` per column).
 
     Returns
     -------
     bool
-        True when the derivative of ``llf / N`` in ``log D`` summed over the
-        equations on the floor is below ``-DEGENERATE_SLOPE``: lowering the floor
-        would raise the log-likelihood without bound.
+        True when the derivative of ``llf / N`` in ``log D``, summed over the
+        equations on the floor or with ``D_j`` below a thousandth of their residual
+        variance, is below ``-DEGENERATE_SLOPE``: lowering those ``D_j`` (and the
+        floor) would raise the log-likelihood without bound. A proper maximum, Heywood
+        or not, has a derivative there of the order of the floor.
     """
-    if heywood.size == 0 or F.shape[1] == 0:
+    if F.shape[1] == 0:
+        return False
+    var = np.einsum("ij,ij->j", R, R) / R.shape[0] if scale is None else scale
+    small = D <= 1e-3 * var
+    small[heywood] = True
+    if not np.any(small):
         return False
     _, gD = FactorProblem(R, F.shape[1], floor).gradient(F, D)
-    return bool(np.sum(gD[heywood]) < -DEGENERATE_SLOPE)
+    return bool(np.sum(gD[small]) < -DEGENERATE_SLOPE)

@@ -48,6 +48,13 @@ class LowRankSURResults(LikelihoodModelResults):
         ``N K - P``.
     converged, iterations, llf_history, method : bool, int, list, str
         Fitter diagnostics.
+    likelihood_bounded, degenerate : bool
+        Whether the likelihood at this rank is bounded for these data (checked before
+        the fit), and whether the fit ran to the floor on a rising likelihood (not a
+        maximum).
+    starts : DataFrame
+        The llf every start reached (the chosen one first); ``n_maxima`` counts the
+        distinct proper maxima among them.
     cov_type, cov_kwds : str, dict
         The coefficient-covariance estimator and its options.
     rank_selection : DataFrame or None
@@ -72,6 +79,10 @@ class LowRankSURResults(LikelihoodModelResults):
         self.iterations = record.iterations
         self.llf_history = list(record.llf_history)
         self.method = record.method
+        self.likelihood_bounded = record.likelihood_bounded
+        self.degenerate = record.degenerate
+        self.n_maxima = record.n_maxima
+        self.starts = pd.DataFrame(record.starts) if record.starts else None
         self.rank_selection = rank_selection
         self.error_cov = record.cov
         self._coef_cov = coef_cov
@@ -341,6 +352,8 @@ class LowRankSURResults(LikelihoodModelResults):
             ("No. Equations:", [str(self.k_eqs)]),
             ("No. Observations:", [str(self.nobs)]),
             ("Rows dropped:", [str(self.n_dropped)]),
+            ("Starts (maxima):", [f"{len(self.starts) if self.starts is not None else 1} "
+                                  f"({self.n_maxima})"]),
             ("Date:", None),
             ("Time:", None),
         ]
@@ -352,7 +365,8 @@ class LowRankSURResults(LikelihoodModelResults):
             ("Iterations:", [str(self.iterations)]),
             ("Heywood cases:", [str(len(self.heywood))]),
             ("Covariance Type:", [self.cov_type]),
-            ("", [""]),
+            ("Bounded likelihood:", [str(self.likelihood_bounded)]),
+            ("Degenerate:", [str(self.degenerate)]),
         ]
         smry = Summary()
         smry.add_table_2cols(self, gleft=left, gright=right, title="Low-Rank SUR Results")
@@ -386,6 +400,21 @@ class LowRankSURResults(LikelihoodModelResults):
             notes.append(
                 f"WARNING: the fit did not converge in {self.iterations} iterations; "
                 "the estimates are not the MLE (increase maxiter)."
+            )
+        if not self.likelihood_bounded:
+            notes.append(
+                "WARNING: the likelihood at this rank is unbounded for these data; the "
+                "estimate is at best a local maximum, not the MLE (use a lower rank)."
+            )
+        if self.degenerate:
+            notes.append(
+                "WARNING: degenerate fit: the likelihood keeps rising as the floor on D is "
+                "lowered; these estimates are not at a maximum."
+            )
+        if self.n_maxima > 1:
+            notes.append(
+                f"{self.n_maxima} distinct maxima were found from {len(self.starts)} starts; "
+                "the best proper one is reported (results.starts)."
             )
         if self.heywood:
             notes.append(

@@ -57,7 +57,8 @@ def _run(fit, design, Y, rank, opts, start):
         warnings.simplefilter("always")
         rec = fit(design, Y, rank, opts, start)
     R = Y - design.fitted(rec.whitened_coefs)
-    rec.degenerate = is_degenerate(R, rec.F, rec.D, rec.d_floor, rec.heywood)
+    rec.degenerate = is_degenerate(R, rec.F, rec.D, rec.d_floor, rec.heywood,
+                                   scale=rec.d_floor / opts.d_floor)
     return rec, list(caught)
 
 
@@ -126,10 +127,19 @@ def _n_extra(first: FitRecord, opts: FitOptions) -> int:
 
 
 def _best(runs: list) -> int:
-    """Index of the best proper maximum (a degenerate point only if all are)."""
-    proper = [i for i, (rec, _, _) in enumerate(runs) if not rec.degenerate]
-    pool = proper or list(range(len(runs)))
-    return max(pool, key=lambda i: runs[i][0].llf)
+    """Index of the best proper maximum (converged first; a degenerate point only if all are).
+
+    Runs within ``DISTINCT_RTOL`` of the best llf are the same maximum: the earliest
+    of them is kept, so extra starts change the answer only when they find more.
+    """
+    for keep in (lambda r: not r.degenerate and r.converged, lambda r: not r.degenerate,
+                 lambda r: True):
+        pool = [i for i, (rec, _, _) in enumerate(runs) if keep(rec)]
+        if pool:
+            break
+    top = max(runs[i][0].llf for i in pool)
+    tol = DISTINCT_RTOL * max(1.0, abs(top))
+    return next(i for i in pool if runs[i][0].llf >= top - tol)
 
 
 def _count_maxima(runs: list) -> list[float]:

@@ -29,11 +29,15 @@ from ..design import SURDesign
 from ..factor import EM_CYCLES, fit_factor
 from ..options import FitOptions
 from .common import Progress, llf_close, param_change, report
+from .polish import joint_polish
 
-__all__ = ["run_sweeps", "EM_CYCLES_AFTER_PROFILE"]
+__all__ = ["run_sweeps", "EM_CYCLES_AFTER_PROFILE", "POLISH_AFTER"]
 
 #: Factor step: EM cycles before L-BFGS when the previous sweep needed L-BFGS.
 EM_CYCLES_AFTER_PROFILE = 2
+
+#: Sweeps without convergence before the joint quasi-Newton step (:mod:`.polish`).
+POLISH_AFTER = 20
 
 #: Growth (and shrinkage) factor of the largest SQUAREM step.
 _MSTEP = 4.0
@@ -91,13 +95,47 @@ class _Sweeper:
         return tuple(xe), alpha
 
 
-def _plain_sweeps(sw: _Sweeper) -> bool:
-    """Two plain sweeps from the current point; True when converged."""
-    st = sw.st
+def _cycle(sw: _Sweeper, step_max: float) -> tuple[bool, float]:
+    """One SQUAREM cycle (two plain sweeps, then one from the extrapolated point).
+
+    Returns whether the fit converged and the new largest step.
+    """
+    st, opts = sw.st, sw.opts
     x0, llf0 = (st.A, st.F, st.D), st.history[-1]
     *x1, llf1 = sw(*x0)
     sw.accept(tuple(x1), llf1)
-    return sw.converged(x0, x1, llf0, llf1)
+    st.converged = sw.converged(x0, x1, llf0, llf1)
+    if st.converged or not opts.accelerate or st.iterations >= opts.maxiter:
+        return st.converged, step_max
+    *x2, llf2 = sw(*x1)
+    sw.accept(tuple(x2), llf2)
+    st.converged = sw.converged(x1, x2, llf1, llf2)
+    if st.converged:
+        return True, step_max
+    xe, alpha = sw.extrapolate(x0, x1, x2, step_max)
+    if xe is not None and st.iterations < opts.maxiter:
+        *x3, llf3 = sw(*xe)
+        if np.isfinite(llf3) and llf3 >= llf2:
+            sw.accept(tuple(x3), llf3)
+            st.converged = sw.converged(xe, x3, llf2, llf3)
+            if st.converged:
+                return True, step_max
+        else:  # rejected: the iterate stays at the second plain sweep's point
+            sw.accept(tuple(x2), llf2)
+            if alpha == step_max:
+                step_max = max(1.0, step_max / _MSTEP)
+    if alpha == step_max:
+        step_max *= _MSTEP
+    return False, step_max
+
+
+def _polish(sw: _Sweeper) -> None:
+    """The sweeps crawl: one joint quasi-Newton step; the sweeps then confirm it."""
+    st = sw.st
+    if joint_polish(sw.design, sw.Y, st):
+        st.F = canonical_loadings(st.F, st.D)
+    report(sw.opts, "joint L-BFGS-B", st.iterations, st.history[-1],
+           st.history[-1] - st.history[-2])
 
 
 def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progress,
@@ -121,35 +159,13 @@ def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progre
         Label of the ``disp`` lines.
     """
     sw = _Sweeper(design, Y, beta_step, st, opts, name)
-    step_max = 1.0
+    step_max, polished, first = 1.0, False, st.iterations
     while st.iterations < opts.maxiter:
-        x0, llf0 = (st.A, st.F, st.D), st.history[-1]
-        *x1, llf1 = sw(*x0)
-        sw.accept(tuple(x1), llf1)
-        if sw.converged(x0, x1, llf0, llf1) or not opts.accelerate:
-            st.converged = sw.converged(x0, x1, llf0, llf1)
-            if st.converged:
-                break
+        if not polished and st.iterations - first >= POLISH_AFTER:
+            polished, step_max = True, 1.0
+            _polish(sw)
             continue
-        if st.iterations >= opts.maxiter:
+        done, step_max = _cycle(sw, step_max)
+        if done:
             break
-        *x2, llf2 = sw(*x1)
-        sw.accept(tuple(x2), llf2)
-        if sw.converged(x1, x2, llf1, llf2):
-            st.converged = True
-            break
-        xe, alpha = sw.extrapolate(x0, x1, x2, step_max)
-        if xe is not None and st.iterations < opts.maxiter:
-            *x3, llf3 = sw(*xe)
-            if np.isfinite(llf3) and llf3 >= llf2:
-                sw.accept(tuple(x3), llf3)
-                st.converged = sw.converged(xe, x3, llf2, llf3)
-                if st.converged:
-                    break
-            else:  # rejected: the iterate stays at the second plain sweep's point
-                sw.accept(tuple(x2), llf2)
-                if alpha == step_max:
-                    step_max = max(1.0, step_max / _MSTEP)
-        if alpha == step_max:
-            step_max *= _MSTEP
     return st
