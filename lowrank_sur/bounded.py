@@ -10,9 +10,10 @@ equations can have linearly dependent residuals:
   and ``Sigma_SS = F_S F_S'`` fits them with ``D_S -> 0``. (For the unrestricted Sigma,
   k = K - 1, this is ``K + rank([X_1 ... X_K]) > N``.) S is grown greedily from the
   equation with the most regressors, adding the one that raises the rank most.
-* Duplicate responses, or responses that are linear combinations of each other (the
-  residuals can be made identical): unbounded at any k >= 1 (for k at least the size
-  of the dependent set minus one).
+* Duplicate responses, or more generally m equations some combination of whose
+  responses lies in the span of their regressors (the residuals can then be made
+  linearly dependent): unbounded for k >= m - 1. Exact duplicates are found at any K;
+  other sets while the number of subsets of up to k+1 equations stays small.
 
 After the fit (:func:`is_degenerate`): a fit whose idiosyncratic variances sit on
 their floor is either a proper Heywood maximum, whose log-likelihood levels off as
@@ -46,8 +47,8 @@ _GREEDY_CANDIDATES = 200
 #: Relative singular-value threshold for numerical rank.
 _RANK_RTOL = 1e-10
 
-#: Largest ``N K min(N, K)`` for the pivoted-QR search for dependent responses.
-_DEPENDENCE_MAX_WORK = 2e8
+#: Most subsets of equations examined for responses dependent modulo the regressors.
+_MAX_SUBSETS = 5000
 
 #: Derivative of ``llf / N`` in ``log D`` (summed over the equations on the floor)
 #: beyond which a boundary point is degenerate; a proper Heywood maximum has a
@@ -133,25 +134,29 @@ def _duplicates(Y: np.ndarray) -> list[int] | None:
     return None
 
 
-def _dependent_responses(Y: np.ndarray) -> list[int] | None:
-    """A small set of responses that are (numerically) linearly dependent, if any."""
-    n, K = Y.shape
-    if K > n or n * K * min(n, K) > _DEPENDENCE_MAX_WORK:
-        return None
-    from scipy import linalg
+def _dependent_set(design: SURDesign, Y: np.ndarray, size: int) -> list[int] | None:
+    """A set of at most ``size`` equations whose responses are dependent modulo their regressors.
 
-    Z = Y - Y.mean(axis=0)
-    scale = np.linalg.norm(Z, axis=0)
-    Z = Z / np.where(scale > 0, scale, 1.0)
-    _, Rq, piv = linalg.qr(Z, mode="economic", pivoting=True)
-    d = np.abs(np.diag(Rq))
-    r = int(np.sum(d > 1e-9 * d[0]))
-    if r == K:
-        return None
-    basis, c = piv[:r], piv[r]
-    coef, *_ = np.linalg.lstsq(Z[:, basis], Z[:, c], rcond=None)
-    support = [int(basis[i]) for i in np.flatnonzero(np.abs(coef) > 1e-8)]
-    return sorted(support + [int(c)])
+    Some combination of ``y_S`` lying in the span of ``X_S`` lets the residuals of S be
+    made linearly dependent. Subsets of 2 .. ``size`` equations are examined while
+    there are at most ``_MAX_SUBSETS`` of them (small and moderate K).
+    """
+    from itertools import combinations
+    from math import comb
+
+    K = design.k_eqs
+    scale = np.linalg.norm(Y, axis=0)
+    Yn = Y / np.where(scale > 0, scale, 1.0)
+    for m in range(2, min(size, K) + 1):
+        if comb(K, m) > _MAX_SUBSETS:
+            return None
+        for S in combinations(range(K), m):
+            B = np.hstack([_basis(design, j) for j in S])
+            U = np.linalg.svd(B, full_matrices=False)[0][:, : _rank(B)] if B.size else B
+            E = Yn[:, S] - U @ (U.T @ Yn[:, S])
+            if np.linalg.svd(E, compute_uv=False)[-1] <= 1e-9:
+                return list(S)
+    return None
 
 
 def check_bounded(design: SURDesign, Y: np.ndarray, rank: int) -> Boundedness:
@@ -192,10 +197,11 @@ def check_bounded(design: SURDesign, Y: np.ndarray, rank: int) -> Boundedness:
     dup = _duplicates(Y)
     if dup is not None:
         return Boundedness(False, dup, "they have the same response", 0)
-    dep = _dependent_responses(Y)
-    if dep is not None and len(dep) <= rank + 1:
+    dep = _dependent_set(design, Y, rank + 1)
+    if dep is not None:
         return Boundedness(
-            False, dep, "their responses are linearly dependent",
+            False, dep, "a combination of their responses lies in the span of their "
+            "regressors, so their residuals can be made linearly dependent",
             min(max_rank if max_rank is not None else 0, len(dep) - 2),
         )
     return Boundedness(True, max_bounded_rank=max_rank)

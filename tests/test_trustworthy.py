@@ -44,7 +44,7 @@ def test_munnell_bounded_ranks_als_and_em_agree_quickly(munnell, rank):
     """Ranks 1 and 2 are bounded: both fitters converge to one llf; ALS in <= 40 iterations."""
     fits = {}
     for method in ("als", "em"):
-        res, caught = _fit_quiet(munnell, rank=rank, method=method)
+        res, caught = _fit_quiet(munnell, rank=rank, method=method, n_starts=1)
         assert not [w for w in caught if issubclass(w.category, ConvergenceWarning)]
         assert not [w for w in caught if issubclass(w.category, UnboundedLikelihoodWarning)]
         assert res.converged and res.likelihood_bounded and not res.degenerate

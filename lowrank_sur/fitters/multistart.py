@@ -5,7 +5,7 @@ The likelihood of a factor model can have several local maxima, and Heywood poin
 interior maximum exists. :func:`fit_with_starts` fits from the principal-component
 start (or the user's ``start_params``), then, when asked (``n_starts`` > 1) or when
 ``n_starts="auto"`` sees trouble (equations on the floor, no convergence, a
-degenerate point), from other starts:
+degenerate point) or the system is tiny (:data:`AUTO_SMALL_CELLS`), from other starts:
 
 ``release``
     The first fit with its Heywood equations released: ``D_j`` reset to half the
@@ -46,6 +46,11 @@ N_POLISH = 2
 
 #: Starts in total when ``n_starts="auto"`` sees trouble in the first fit.
 AUTO_STARTS = 6
+
+#: With ``n_starts="auto"``, systems of at most this many response cells (N K) always
+#: get the extra starts: they cost milliseconds there, and interior local maxima that
+#: give no sign of trouble are most common with few observations.
+AUTO_SMALL_CELLS = 300
 
 #: Relative llf difference beyond which two maxima count as distinct.
 DISTINCT_RTOL = 1e-8
@@ -119,8 +124,10 @@ def _candidates(first: FitRecord, fit, design, Y, rank, opts, n_extra: int):
         yield _random(var, rank, rng, f"random-{i + 1}")
 
 
-def _n_extra(first: FitRecord, opts: FitOptions) -> int:
+def _n_extra(first: FitRecord, opts: FitOptions, cells: int) -> int:
     if opts.n_starts == "auto":
+        if cells <= AUTO_SMALL_CELLS:
+            return AUTO_STARTS - 1
         trouble = first.heywood.size > 0 or not first.converged or first.degenerate
         return AUTO_STARTS - 1 if trouble else 0
     return int(opts.n_starts) - 1
@@ -174,7 +181,7 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
     """
     first, caught = _run(fit, design, Y, rank, opts, start)
     runs = [(first, caught, start.label if start is not None else "principal components")]
-    n_extra = _n_extra(first, opts) if rank > 0 else 0
+    n_extra = _n_extra(first, opts, design.nobs * design.k_eqs) if rank > 0 else 0
     if n_extra:
         # only the first fit prints (disp) and calls back; the others are silent
         quiet = dataclasses.replace(opts, disp=False, callback=None)
