@@ -290,6 +290,11 @@ def transform_nan_rows(frame: pd.DataFrame, cols: list[str], y, X) -> np.ndarray
 
 
 # ---------------------------------------------------------------- new data
+def _label(value) -> str:
+    """A row label as the user wrote it (1940, 'a'), not numpy's repr."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def column_types(frame: pd.DataFrame, cols: list[str]) -> dict[str, tuple[str, bool]]:
     """Per column: its dtype and whether it is numeric (to check new data against)."""
     return {
@@ -333,7 +338,7 @@ def apply_design(label: str, formula: str, design_info, frame: pd.DataFrame,
         rows = np.flatnonzero(bad[:, c])
         raise SpecificationError(
             f"equation {label!r}: the new data give NaN or inf in {X.columns[c]!r} for "
-            f"{rows.size} row(s) (first: {frame.index[rows[0]]!r}); drop or fill those rows "
+            f"{rows.size} row(s) (first: {_label(frame.index[rows[0]])}); drop or fill those rows "
             "before predicting"
         )
     return values

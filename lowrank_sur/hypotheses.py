@@ -21,7 +21,32 @@ def _example(names: list[str]) -> str:
     return f"'{names[min(1, len(names) - 1)]} = 0'" if names else "'name = 0'"
 
 
-def _check_strings(strings: list[str], names: list[str]) -> None:
+def _linear_constraints(strings: list[str], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, q)`` for restriction strings, parsed as statsmodels parses them."""
+    try:  # statsmodels >= 0.15 chooses the formula engine (patsy or formulaic)
+        from statsmodels.formula._manager import FormulaManager
+    except ImportError:  # pragma: no cover - statsmodels 0.14
+        lc = patsy.DesignInfo(list(names)).linear_constraint(strings)
+        return np.asarray(lc.coefs, dtype=float), np.asarray(lc.constants, dtype=float)
+    lc = FormulaManager().get_linear_constraints(strings, list(names))
+    return (np.asarray(lc.constraint_matrix, dtype=float),
+            np.asarray(lc.constraint_values, dtype=float))
+
+
+def _bad_token(exc: Exception, strings: list[str], names: list[str]) -> str:
+    origin = getattr(exc, "origin", None)
+    if origin is not None:
+        m = re.match(r"[\w.\[\]()]+", origin.code[origin.start:])
+        return m.group(0) if m else origin.code[origin.start:origin.end]
+    known = set(names)
+    for text in strings:
+        for token in re.findall(r"[A-Za-z_][\w.\[\]()]*", text):
+            if token not in known:
+                return token
+    return ""
+
+
+def _parse_strings(strings: list[str], names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     for text in strings:
         if not text.strip():
             raise ValueError(
@@ -29,20 +54,16 @@ def _check_strings(strings: list[str], names: list[str]) -> None:
                 "(the names are model.param_names)"
             )
     try:
-        patsy.DesignInfo(list(names)).linear_constraint(strings)
-    except patsy.PatsyError as exc:
-        origin = getattr(exc, "origin", None)
-        token = ""
-        if origin is not None:
-            m = re.match(r"[\w.\[\]()]+", origin.code[origin.start:])
-            token = m.group(0) if m else origin.code[origin.start:origin.end]
+        return _linear_constraints(strings, names)
+    except Exception as exc:  # noqa: BLE001 - patsy's and formulaic's parse errors
+        token = _bad_token(exc, strings, names)
         close = difflib.get_close_matches(token, names, 3) if token else []
         near = f"; did you mean {close}?" if close else ""
         what = f" at {token!r}" if token else ""
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(
-            f"r_matrix: cannot read the restriction(s) {strings}{what}: "
-            f"{str(exc).splitlines()[0]}{near} Restrictions use the names in "
-            f"model.param_names, e.g. {_example(names)}"
+            f"r_matrix: cannot read the restriction(s) {strings}{what}: {first}{near} "
+            f"Restrictions use the names in model.param_names, e.g. {_example(names)}"
         ) from exc
 
 
@@ -76,7 +97,8 @@ def check_restriction(r_matrix, names: list[str]):
 
     Returns
     -------
-    The restriction, unchanged except matrices turned into float arrays.
+    ndarray, tuple or dict
+        The restriction as a float matrix or ``(R, q)`` (strings are parsed once here).
     """
     if r_matrix is None:
         raise TypeError(
@@ -84,14 +106,12 @@ def check_restriction(r_matrix, names: list[str]):
             "q x P matrix or a tuple (R, q)"
         )
     if isinstance(r_matrix, str):
-        _check_strings([r_matrix], names)
-        return r_matrix
+        return _parse_strings([r_matrix], names)
     if isinstance(r_matrix, (list, tuple)) and len(r_matrix) == 0:
         raise ValueError(f"r_matrix is empty; give at least one restriction, e.g. "
                          f"{_example(names)}")
     if isinstance(r_matrix, (list, tuple)) and all(isinstance(r, str) for r in r_matrix):
-        _check_strings(list(r_matrix), names)
-        return r_matrix
+        return _parse_strings(list(r_matrix), names)
     if isinstance(r_matrix, tuple) and len(r_matrix) == 2:
         R = _check_matrix(r_matrix[0], len(names))
         q = np.atleast_1d(np.asarray(r_matrix[1], dtype=float))

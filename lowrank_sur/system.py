@@ -9,6 +9,7 @@ part (building a formula's matrices, applying and pickling its design) lives in
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -80,15 +81,8 @@ class Equation:
     def __getstate__(self):
         # patsy refuses to pickle its designs; formula.dump_design does it without data
         state = self.__dict__.copy()
-        if self.design_info is not None:
+        if self.design_info is not None and not isinstance(self.design_info, bytes):
             blob, reason = dump_design(self.label, self.formula, self.design_info)
-            if reason is not None:
-                warnings.warn(
-                    f"{reason}. The pickle keeps everything else; after unpickling, "
-                    "predict() needs design matrices (transform=False)",
-                    PicklingWarning,
-                    stacklevel=external_stacklevel(),
-                )
             state["design_info"], state["design_error"] = blob, reason
         return state
 
@@ -121,6 +115,26 @@ class EquationSystem:
     def labels(self) -> list[str]:
         """Equation labels in order."""
         return [e.label for e in self.equations]
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        shells = []
+        for e in self.equations:
+            shell = copy.copy(e)
+            shell.__dict__.update(e.__getstate__())  # the design as bytes (or its error)
+            shells.append(shell)
+        lost = [e.design_error for e in shells if e.design_info is None and e.design_error]
+        if lost:
+            more = f" (and {len(lost) - 2} more equations)" if len(lost) > 2 else ""
+            warnings.warn(
+                f"{'; '.join(lost[:2])}{more}. The pickle keeps everything else; after "
+                "unpickling, predict() needs design matrices (transform=False) for "
+                f"{'this equation' if len(lost) == 1 else 'these equations'}",
+                PicklingWarning,
+                stacklevel=external_stacklevel(),
+            )
+        state["equations"] = shells
+        return state
 
     @property
     def param_names(self) -> list[str]:
