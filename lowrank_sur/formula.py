@@ -14,6 +14,7 @@ import ast
 import builtins
 import copy
 import difflib
+import functools
 import importlib
 import io
 import numbers
@@ -28,6 +29,7 @@ import patsy.builtins as patsy_builtins
 from .exceptions import SpecificationError
 
 __all__ = [
+    "DROP_NA",
     "NO_NA",
     "formula_matrices",
     "referenced_columns",
@@ -39,8 +41,24 @@ __all__ = [
     "freeze_design",
 ]
 
-#: Patsy's missing-value handling switched off: NaN stays in the matrices, rows are
-#: dropped (or refused) by :func:`lowrank_sur.system.build_system` for all equations.
+#: Missing values (NaN, None, pd.NA, in numerical and categorical factors alike) drop the
+#: row from an equation's matrices; :func:`lowrank_sur.system.build_system` then drops it
+#: from every equation (or refuses it).
+class _DropNA(patsy.NAAction):
+    """Patsy's ``drop`` action, testing numerical factors on a plain array (fast on pandas)."""
+
+    def is_numerical_NA(self, arr):
+        """Rows of a numerical factor's values that hold NaN."""
+        values = np.asarray(arr)
+        if values.dtype.kind not in "fc":
+            return super().is_numerical_NA(values)
+        mask = np.isnan(values)
+        return mask.any(axis=1) if mask.ndim > 1 else mask
+
+
+DROP_NA = _DropNA(on_NA="drop", NA_types=["None", "NaN"])
+
+#: Patsy's missing-value handling switched off, for new data (checked column by column).
 NO_NA = patsy.NAAction(NA_types=[])
 
 _PATSY_NAMES = {id(v): k for k, v in vars(patsy_builtins).items() if not k.startswith("_")}
@@ -52,18 +70,21 @@ def _first_line(exc: BaseException) -> str:
     return text if text else type(exc).__name__
 
 
-def _factor_codes(label: str, formula: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def _parse(formula: str) -> tuple[str, ...]:
+    desc = patsy.ModelDesc.from_formula(formula)
+    return tuple(getattr(f, "code", "") for term in desc.lhs_termlist + desc.rhs_termlist
+                 for f in term.factors)
+
+
+def _factor_codes(label: str, formula: str) -> tuple[str, ...]:
     try:
-        desc = patsy.ModelDesc.from_formula(formula)
+        return _parse(formula)
     except patsy.PatsyError as exc:
         raise SpecificationError(
             f"equation {label!r}: {formula!r} is not a valid patsy formula: "
             f"{_first_line(exc)}; write it as 'response ~ regressor + ...'"
         ) from exc
-    codes = []
-    for term in desc.lhs_termlist + desc.rhs_termlist:
-        codes.extend(getattr(f, "code", "") for f in term.factors)
-    return codes
 
 
 def _code_names(code: str) -> tuple[set[str], set[str]]:
@@ -85,12 +106,11 @@ def _code_names(code: str) -> tuple[set[str], set[str]]:
 
 def referenced_columns(label: str, formula: str, columns) -> list[str]:
     """The columns of the data a formula reads (names and ``Q("...")`` strings)."""
-    present = {c for c in columns if isinstance(c, str)}
     found: list[str] = []
     for code in _factor_codes(label, formula):
         names, quoted = _code_names(code)
         for name in sorted(names | quoted):
-            if name in present and name not in found:
+            if name in columns and name not in found:  # a hash lookup on a pandas Index
                 found.append(name)
     return found
 
@@ -198,12 +218,12 @@ def _check_int_overflow(label, formula, frame, cols, eval_env, y, X) -> None:
     try:
         with np.errstate(all="ignore"):
             yf, Xf = patsy.dmatrices(formula, as_float, return_type="dataframe",
-                                     NA_action=NO_NA, eval_env=eval_env)
+                                     NA_action=DROP_NA, eval_env=eval_env)
     except Exception:  # noqa: BLE001 - the float version is only a cross-check
         return
     for got, ref in ((y, yf), (X, Xf)):
         for name in got.columns:
-            if name not in ref.columns:
+            if name not in ref.columns or len(ref) != len(got):
                 continue
             a, b = got[name].to_numpy(dtype=float), ref[name].to_numpy(dtype=float)
             with np.errstate(all="ignore"):
@@ -248,6 +268,17 @@ def _diagnose(label, formula, frame, cols, eval_env, exc) -> SpecificationError:
     )
 
 
+def _nullable_as_float(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Nullable numeric columns holding pd.NA as float64 with NaN (patsy cannot test pd.NA)."""
+    convert = {
+        c: frame[c].astype("float64") for c in cols
+        if pd.api.types.is_extension_array_dtype(frame[c].dtype)
+        and pd.api.types.is_numeric_dtype(frame[c].dtype)
+        and not pd.api.types.is_bool_dtype(frame[c].dtype) and frame[c].isna().any()
+    }
+    return frame.assign(**convert) if convert else frame
+
+
 def formula_matrices(label: str, formula: str, frame: pd.DataFrame, eval_env):
     """Response and regressor DataFrames of one formula equation, with patsy designs.
 
@@ -262,31 +293,35 @@ def formula_matrices(label: str, formula: str, frame: pd.DataFrame, eval_env):
             "'response ~ regressor + ...'"
         )
     cols = referenced_columns(label, formula, frame.columns)
-    dup = sorted({c for c in cols if int(np.sum(frame.columns == c)) > 1})
+    dup = [] if frame.columns.is_unique else sorted(
+        {c for c in cols if int(np.sum(frame.columns == c)) > 1})
     if dup:
         raise SpecificationError(
             f"equation {label!r}: data has several columns named {dup}; rename them so "
             "that every column the formula uses is unique"
         )
+    data = _nullable_as_float(frame, cols)
     try:
         with np.errstate(all="ignore"):  # NaN from e.g. log(-1) is reported as dropped rows
-            y, X = patsy.dmatrices(formula, frame, return_type="dataframe",
-                                   NA_action=NO_NA, eval_env=eval_env)
+            y, X = patsy.dmatrices(formula, data, return_type="dataframe",
+                                   NA_action=DROP_NA, eval_env=eval_env)
     except Exception as exc:  # noqa: BLE001 - patsy, numpy, pandas and user functions
         raise _diagnose(label, formula, frame, cols, eval_env, exc) from exc
     _check_response(label, formula, y)
     _check_categorical_factors(label, frame, X.design_info)
-    _check_int_overflow(label, formula, frame, cols, eval_env, y, X)
+    _check_int_overflow(label, formula, data, cols, eval_env, y, X)
     return y, X
 
 
-def transform_nan_rows(frame: pd.DataFrame, cols: list[str], y, X) -> np.ndarray:
-    """Rows where the matrices have NaN although the columns they come from have none."""
-    made = np.isnan(y.to_numpy(dtype=float)).any(axis=1) | np.isnan(
-        X.to_numpy(dtype=float)
-    ).any(axis=1)
+def transform_nan_rows(frame: pd.DataFrame, cols: list[str], kept: pd.Index) -> np.ndarray:
+    """Rows missing from an equation's matrices (``kept``) although its columns have values.
+
+    Those missing values come from the formula's transforms (``np.log`` of a negative
+    number, say), not from the data.
+    """
+    dropped = ~frame.index.isin(kept)
     raw = frame[cols].isna().to_numpy().any(axis=1) if cols else np.zeros(len(frame), bool)
-    return made & ~raw
+    return dropped & ~raw
 
 
 # ---------------------------------------------------------------- new data
@@ -315,6 +350,14 @@ def apply_design(label: str, formula: str, design_info, frame: pd.DataFrame,
         )
     for c, (was, numeric) in types_at_fit.items():
         now = frame[c].dtype
+        na = frame[c].isna().to_numpy()
+        if np.any(na):
+            first = frame.index[np.flatnonzero(na)[0]]
+            raise SpecificationError(
+                f"equation {label!r}: column {c!r} of the new data has {int(na.sum())} missing "
+                f"value(s) (first: row {_label(first)}); drop or fill those rows before "
+                "predicting"
+            )
         if numeric and not (pd.api.types.is_numeric_dtype(now) or pd.api.types.is_bool_dtype(now)):
             raise SpecificationError(
                 f"equation {label!r}: column {c!r} of the new data has dtype {now}, but it "

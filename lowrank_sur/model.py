@@ -20,6 +20,7 @@ from .exceptions import (
     DataRemovedError,
     HeywoodWarning,
     IdentificationWarning,
+    SpecificationError,
     data_removed_message,
     external_stacklevel,
 )
@@ -49,6 +50,32 @@ def _eval_env(value) -> patsy.EvalEnvironment:
             f"caller (0 = the caller), got {value!r}"
         )
     return patsy.EvalEnvironment.capture(int(value) + 2)
+
+
+def _subset(data, subset):
+    """Rows of ``data`` selected by a boolean mask or by index labels."""
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(dict(data))
+    mask = np.asarray(subset)
+    if mask.dtype == bool and isinstance(subset, pd.Series) and not subset.index.equals(
+        data.index
+    ):
+        raise SpecificationError(
+            "subset is a boolean Series whose index differs from data's; align it first "
+            "(subset.reindex(data.index, fill_value=False))"
+        )
+    if mask.dtype == bool and mask.shape != (len(data),):
+        raise SpecificationError(
+            f"subset is a boolean mask of {mask.size} values but data has {len(data)} rows; "
+            "give one value per row (or index labels)"
+        )
+    try:
+        return data.loc[mask] if mask.dtype == bool else data.loc[subset]
+    except KeyError as exc:
+        raise SpecificationError(
+            f"subset names rows that data does not have ({exc}); give a boolean mask or "
+            "labels of data.index"
+        ) from exc
 
 
 def _has_constant(X: np.ndarray) -> bool:
@@ -158,7 +185,7 @@ class LowRankSUR(LikelihoodModel):
             Passed to :class:`LowRankSUR` (``missing``).
         """
         if subset is not None:
-            data = data.loc[subset]
+            data = _subset(data, subset)
         kwargs["eval_env"] = _eval_env(kwargs.get("eval_env"))
         return cls(formulas, data, *args, **kwargs)
 

@@ -365,9 +365,13 @@ def _collect(equations: Mapping, labels: list[str], frame, eval_env):
     return eqs, ys, Xs
 
 
-def _complete_rows(eqs, ys, Xs) -> np.ndarray:
-    """Rows with no missing value in any equation (after the inf and constant checks)."""
-    keep = np.ones(len(ys[0].index), dtype=bool)
+def _complete_rows(eqs, ys, Xs, index: pd.Index) -> np.ndarray:
+    """Rows with no missing value in any equation (after the inf and constant checks).
+
+    Formula matrices hold only their complete rows (patsy drops the others); pairs hold
+    every row, with NaN where values are missing.
+    """
+    keep = np.ones(len(index), dtype=bool)
     for e, y, X in zip(eqs, ys, Xs):
         yv, Xv = y.to_numpy(dtype=float), X.to_numpy(dtype=float)
         _check_finite(e.label, e.dep_name, yv, "response")
@@ -380,18 +384,28 @@ def _complete_rows(eqs, ys, Xs) -> np.ndarray:
                 f"({float(finite_y[0])!r} in every row); its error variance is zero and the "
                 "likelihood is unbounded. Drop the equation"
             )
-        keep &= ~np.isnan(yv)
-        keep &= ~np.any(np.isnan(Xv), axis=1)
+        complete = np.zeros(len(index), dtype=bool)
+        complete[index.get_indexer(y.index)] = ~np.isnan(yv) & ~np.any(np.isnan(Xv), axis=1)
+        if not complete.any():
+            raise SpecificationError(
+                f"equation {e.label!r}: every row has a missing value in its variables "
+                f"({e.formula!r} or its endog/exog), so no observation is left; check "
+                "those columns"
+                if e.formula is not None else
+                f"equation {e.label!r}: every row has a missing value in its endog or exog, "
+                "so no observation is left"
+            )
+        keep &= complete
     return keep
 
 
-def _report_transform_nans(eqs, ys, Xs, frame, missing: str) -> None:
+def _report_transform_nans(eqs, Xs, frame, missing: str) -> None:
     """Warn (or raise) when transforms, not the data, create the missing values."""
     notes = []
-    for e, y, X in zip(eqs, ys, Xs):
+    for e, X in zip(eqs, Xs):
         if e.formula is None:
             continue
-        made = int(transform_nan_rows(frame, e.columns, y.to_frame(), X).sum())
+        made = int(transform_nan_rows(frame, e.columns, X.index).sum())
         if made:
             notes.append(
                 f"equation {e.label!r}: {made} of {len(frame)} rows are NaN after evaluating "
@@ -419,6 +433,12 @@ def _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env) -> None:
     for i, e in enumerate(eqs):
         if e.formula is not None:
             y, X = formula_matrices(e.label, e.formula, formula_data, eval_env)
+            if len(X) != len(formula_data):  # pragma: no cover - transforms of the subset
+                raise SpecificationError(
+                    f"equation {e.label!r}: {e.formula!r} gives missing values on the rows "
+                    "kept for estimation when evaluated on them alone; compute the "
+                    "transformed columns in the data first"
+                )
             ys[i], Xs[i] = y.iloc[:, 0], X
             e.exog_names = [str(c) for c in X.columns]
 
@@ -460,11 +480,11 @@ def build_system(
     labels = _check_labels(equations)
     frame = _formula_frame(equations, labels, data)
     eqs, ys, Xs = _collect(equations, labels, frame, eval_env)
-    index = ys[0].index
-    keep = _complete_rows(eqs, ys, Xs)
+    index = frame.index if frame is not None else ys[0].index
+    keep = _complete_rows(eqs, ys, Xs, index)
     n_dropped = int((~keep).sum())
     if frame is not None:
-        _report_transform_nans(eqs, ys, Xs, frame, missing)
+        _report_transform_nans(eqs, Xs, frame, missing)
     if n_dropped and missing == "raise":
         raise SpecificationError(
             f"{n_dropped} rows have missing values and missing='raise'; use missing='drop'"

@@ -376,13 +376,30 @@ def test_predict_missing_column_in_new_data(gres, grunfeld):
         gres.predict(grunfeld[0].drop(columns="value_gm"))
 
 
-@pytest.mark.parametrize("value", [np.nan, np.inf])
-def test_predict_nan_or_inf_in_new_data(gres, grunfeld, value):
-    new = grunfeld[0].copy()
+@pytest.mark.parametrize("value", [np.nan, None, pd.NA])
+def test_predict_missing_values_in_new_data(gres, grunfeld, value):
+    new = grunfeld[0].astype({"capital_ch": object} if value is not np.nan else {})
     new.loc[1940, "capital_ch"] = value
-    with pytest.raises(SpecificationError, match=r"equation 'ch'.*'capital_ch' for 1 row\(s\) "
-                                                 r"\(first: 1940\); drop or fill"):
+    with pytest.raises(SpecificationError, match=r"equation 'ch': column 'capital_ch' of the new "
+                                                 r"data has 1 missing value\(s\) \(first: row "
+                                                 r"1940\); drop or fill"):
         gres.predict(new)
+
+
+def test_predict_inf_in_new_data(gres, grunfeld):
+    new = grunfeld[0].copy()
+    new.loc[1940, "capital_ch"] = np.inf
+    with pytest.raises(SpecificationError, match=r"equation 'ch'.*NaN or inf in 'capital_ch' for "
+                                                 r"1 row\(s\) \(first: 1940\); drop or fill"):
+        gres.predict(new)
+    with pytest.raises(SpecificationError, match=r"equation 'ch'.*NaN or inf in "
+                                                 r"'np.log\(capital_ch - 1000\)'"):
+        df = grunfeld[0]
+        F = {"ch": "invest_ch ~ np.log(capital_ch - 1000)", "gm": "invest_gm ~ value_gm"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            r = LowRankSUR(F, df.assign(capital_ch=df["capital_ch"] + 2000)).fit(rank=1)
+        r.predict(df)  # log of negative numbers in the new data
 
 
 def test_predict_series_is_refused(gres, grunfeld):
@@ -513,6 +530,33 @@ def test_transform_nan_rows_warn_with_count_and_equation():
     with pytest.raises(SpecificationError, match=r"equation 'e0': 28 of 60 rows.*"
                                                  r"missing='drop'"):
         LowRankSUR(eqs, df, missing="raise")
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_missing_categories_drop_the_row(dtype):
+    df = _frame()
+    df["h"] = pd.Series(["u", None, "v", "u"] * 10, dtype=dtype)
+    model = LowRankSUR({"e0": "y0 ~ h", "e1": "y1 ~ x"}, df)
+    assert model.n_dropped == 10  # a missing category is missing, not a level of its own
+    assert model.system.equations[0].exog_names == ["Intercept", "h[T.v]"]
+
+
+def test_an_equation_with_no_complete_row_is_named(df):
+    with pytest.raises(SpecificationError, match=r"equation 'e1': every row has a missing value "
+                                                 r"in its variables \('y1 ~ bad'"):
+        LowRankSUR({"e0": "y0 ~ x", "e1": "y1 ~ bad"}, df.assign(bad=np.nan))
+
+
+@pytest.mark.parametrize("subset, match", [
+    ([True, False], r"boolean mask of 2 values but data has 40 rows"),
+    (pd.Series(True, index=range(100, 140)), r"boolean Series whose index differs"),
+    ([1000, 1001], r"subset names rows that data does not have"),
+])
+def test_from_formula_subset(df, subset, match):
+    with pytest.raises(SpecificationError, match=match):
+        LowRankSUR.from_formula(_eqs("y{j} ~ x"), df, subset=subset)
+    assert LowRankSUR.from_formula(_eqs("y{j} ~ x"), df, subset=df["x"] > 0).nobs == int(
+        (df["x"] > 0).sum())
 
 
 def test_missing_values_in_the_data_are_not_blamed_on_transforms():
