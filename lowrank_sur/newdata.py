@@ -117,8 +117,16 @@ def exog_matrices(system, exog) -> tuple[list[np.ndarray], pd.Index | None]:
                 f"equation {labels[j]!r}: exog has {X.shape[0]} rows but equation "
                 f"{labels[0]!r} has {mats[0].shape[0]}; every equation needs the same rows"
             )
-    first = exog[0]
-    index = first.index if isinstance(first, (pd.DataFrame, pd.Series)) else None
+    pandas = (pd.DataFrame, pd.Series)
+    indexes = [(j, X.index) for j, X in enumerate(exog) if isinstance(X, pandas)]
+    for j, idx in indexes[1:]:
+        if not idx.equals(indexes[0][1]):
+            raise ValueError(
+                f"equation {labels[j]!r}: exog's index differs from equation "
+                f"{labels[indexes[0][0]]!r}'s; rows are matched by position, so align them "
+                "first (e.g. X.reindex(index))"
+            )
+    index = indexes[0][1] if indexes else None
     return mats, index
 
 

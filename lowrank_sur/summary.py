@@ -49,7 +49,7 @@ def shown_equations(labels: list[str], max_equations, equations) -> list[int]:
             f"unknown equation label(s) {unknown[:10]}; the labels are {labels[:10]}"
             f"{' ...' if len(labels) > 10 else ''}"
         )
-    return [labels.index(e) for e in equations]
+    return list(dict.fromkeys(labels.index(e) for e in equations))  # each once, in order
 
 
 def _header(res) -> tuple[list, list]:

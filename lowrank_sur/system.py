@@ -86,6 +86,13 @@ class Equation:
             state["design_info"], state["design_error"] = blob, reason
         return state
 
+    def __deepcopy__(self, memo):
+        # a fitted patsy design is not changed by predict(), so the copy may share it
+        new = object.__new__(type(self))
+        new.__dict__.update({k: v if k == "design_info" else copy.deepcopy(v, memo)
+                             for k, v in self.__dict__.items()})
+        return new
+
     def __setstate__(self, state):
         blob = state.get("design_info")
         if isinstance(blob, bytes):
@@ -116,11 +123,16 @@ class EquationSystem:
         """Equation labels in order."""
         return [e.label for e in self.equations]
 
+    def __deepcopy__(self, memo):
+        new = object.__new__(type(self))
+        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        return new
+
     def __getstate__(self):
         state = self.__dict__.copy()
         shells = []
         for e in self.equations:
-            shell = copy.copy(e)
+            shell = object.__new__(type(e))
             shell.__dict__.update(e.__getstate__())  # the design as bytes (or its error)
             shells.append(shell)
         lost = [e.design_error for e in shells if e.design_info is None and e.design_error]

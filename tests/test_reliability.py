@@ -4,6 +4,7 @@ Every case asserts the exception (or warning) type and that the message names th
 culprit (equation, column or argument) and what to do.
 """
 
+import copy
 import pickle
 import re
 import sys
@@ -188,6 +189,17 @@ def test_unpicklable_formula_function_is_named_at_pickling_time():
     X = {f"e{j}": np.column_stack([np.ones(5), df["x"].to_numpy()[:5] ** 3]) for j in range(3)}
     np.testing.assert_allclose(back.predict(X, transform=False).to_numpy(),
                                res.predict(df.iloc[:5]).to_numpy(), rtol=1e-12)
+
+
+def test_deepcopy_keeps_the_design_even_with_a_lambda():
+    df = _frame()
+    cube = lambda v: np.asarray(v) ** 3  # noqa: E731, F841 - used by the formula
+    res = _quiet_fit(LowRankSUR(_eqs("y{j} ~ cube(x)"), df), rank=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        twin = copy.deepcopy(res)
+    pd.testing.assert_frame_equal(twin.predict(df.iloc[:5]), res.predict(df.iloc[:5]))
+    assert twin.model.system.exog[0] is not res.model.system.exog[0]
 
 
 def test_formula_function_missing_at_unpickling_is_reported_on_use():
@@ -447,6 +459,13 @@ def test_array_predict_wrong_columns_count_and_labels(pair_res):
         pair_res.predict({"e0": np.ones((5, 2)), "e1": np.ones((5, 2)), "e9": np.ones((5, 2))})
     with pytest.raises(ValueError, match="exog has 2 entries but the model has 3 equations"):
         pair_res.predict([np.ones((5, 2))] * 2)
+
+
+def test_array_predict_misaligned_indexes(pair_res):
+    X = pd.DataFrame(np.ones((5, 2)))
+    with pytest.raises(ValueError, match=r"equation 'e2': exog's index differs from equation "
+                                         r"'e0''s; rows are matched by position"):
+        pair_res.predict([X, np.ones((5, 2)), X.set_axis(range(10, 15))])
 
 
 def test_array_predict_dataframe_columns_by_name():
@@ -907,11 +926,13 @@ def test_pickle_round_trip_and_mutation_change_nothing(k, n, seed, picks):
     res = _quiet_fit(model, rank=1)
     other = _quiet_fit(model, rank=0)
     name = res.model.param_names[-1]
+    assert model.system.formula_data is not df
 
-    def snapshot(r):
+    def snapshot(r, o):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             text = r.summary().as_text().splitlines()
+            unres = o.lr_test_unrestricted().stat
         return {
             "params": r.params.to_numpy(), "bse": r.bse.to_numpy(),
             "predict": r.predict(new).to_numpy(), "fitted": r.fittedvalues.to_numpy(),
@@ -919,7 +940,8 @@ def test_pickle_round_trip_and_mutation_change_nothing(k, n, seed, picks):
             "t": np.ravel(r.t_test(f"{name} = 0").tvalue),
             "wald": float(r.wald_test(f"{name} = 0, {r.model.param_names[0]} = 0").statistic),
             "diag": r.lr_test_diagonal().stat, "bp": r.breusch_pagan().stat,
-            "cmp": r.compare_lr_test(other).stat, "ci": r.conf_int().to_numpy(),
+            "cmp": r.compare_lr_test(o).stat, "ci": r.conf_int().to_numpy(),
+            "ci90": r.conf_int(0.1).to_numpy(), "unres": unres,
         }
 
     def same(a, b):
@@ -929,12 +951,12 @@ def test_pickle_round_trip_and_mutation_change_nothing(k, n, seed, picks):
             else:
                 np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
-    before = snapshot(res)
-    blob = pickle.dumps(res)
-    same(before, snapshot(pickle.loads(blob)))
+    before = snapshot(res, other)
+    blob = pickle.dumps((res, other))
+    same(before, snapshot(*pickle.loads(blob)))
     df["x"] += 100.0  # the caller changes its data in place
     df["pos"] *= 3.0
     df.loc[df.index[:3], "y0"] = 0.0
-    same(before, snapshot(res))
-    same(before, snapshot(pickle.loads(blob)))
-    same(before, snapshot(pickle.loads(pickle.dumps(res))))
+    same(before, snapshot(res, other))
+    same(before, snapshot(*pickle.loads(blob)))
+    same(before, snapshot(*pickle.loads(pickle.dumps((res, other)))))
