@@ -219,9 +219,10 @@ def _as_frame(data) -> pd.DataFrame:
                 f"data could not be turned into a DataFrame: {exc}"
             ) from exc
     else:
+        hint = "; convert it with data.to_pandas()" if hasattr(data, "to_pandas") else ""
         raise TypeError(
             f"data must be a pandas DataFrame or a mapping of column name to values, "
-            f"got {type(data).__name__}"
+            f"got {type(data).__name__}{hint}"
         )
     if isinstance(frame.columns, pd.MultiIndex):
         raise SpecificationError(

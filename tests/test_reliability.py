@@ -5,15 +5,19 @@ culprit (equation, column or argument) and what to do.
 """
 
 import copy
+import os
 import pickle
 import re
+import subprocess
 import sys
 import types
 import warnings
 
 import numpy as np
 import pandas as pd
+import patsy
 import pytest
+import scipy.special
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
@@ -189,6 +193,35 @@ def test_unpicklable_formula_function_is_named_at_pickling_time():
     X = {f"e{j}": np.column_stack([np.ones(5), df["x"].to_numpy()[:5] ** 3]) for j in range(3)}
     np.testing.assert_allclose(back.predict(X, transform=False).to_numpy(),
                                res.predict(df.iloc[:5]).to_numpy(), rtol=1e-12)
+
+
+def test_unpickled_in_a_new_process_predicts_the_same(tmp_path):
+    df = _frame()
+    env = patsy.EvalEnvironment([{"np": np, "special": scipy.special}])
+    res = _quiet_fit(LowRankSUR(_eqs("y{j} ~ center(x) + np.log(pos) + C(g) + special.expit(z)"),
+                                df, eval_env=env), rank=1)
+    new = _frame(seed=3).iloc[:5]
+    res.save(tmp_path / "res.pickle")
+    new.to_pickle(tmp_path / "new.pickle")
+    script = (
+        "import pickle, sys; import pandas as pd\n"
+        f"res = pickle.load(open({str(tmp_path / 'res.pickle')!r}, 'rb'))\n"
+        f"new = pd.read_pickle({str(tmp_path / 'new.pickle')!r})\n"
+        f"res.predict(new).to_pickle({str(tmp_path / 'out.pickle')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env={**os.environ},
+                   cwd=os.path.dirname(os.path.dirname(__file__)), timeout=120)
+    pd.testing.assert_frame_equal(pd.read_pickle(tmp_path / "out.pickle"), res.predict(new))
+
+
+def test_data_of_another_library():
+    class Frame:  # e.g. a polars DataFrame
+        def to_pandas(self):
+            return _frame()
+
+    with pytest.raises(TypeError, match=r"data must be a pandas DataFrame.*got Frame; convert "
+                                        r"it with data.to_pandas\(\)"):
+        LowRankSUR(_eqs("y{j} ~ x"), Frame())
 
 
 def test_deepcopy_keeps_the_design_even_with_a_lambda():
