@@ -166,10 +166,10 @@ def _convergence_advice(st: Progress, opts: FitOptions) -> str:
     """Which tolerance held the fit back, and what to change."""
     h = st.history
     last = abs(h[-1] - h[-2]) / max(abs(h[-1]), 1.0) if len(h) > 1 else float("nan")
-    text = f"last relative llf change {last:.2e} (tol={opts.tol:g})"
+    text = f"last relative llf change {last:.2e} against tol={opts.tol:g}"
     if st.last_change is None:
         return text + "); increase maxiter, or loosen tol and ptol"
-    text += f", largest parameter change {st.last_change:.2e} (ptol={opts.ptol:g})"
+    text += f", largest parameter change {st.last_change:.2e} against ptol={opts.ptol:g}"
     if last <= opts.tol:
         return text + "); the log-likelihood had settled: increase maxiter or loosen ptol"
     if st.last_change <= opts.ptol:
