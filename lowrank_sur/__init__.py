@@ -10,8 +10,12 @@ from .design import SURDesign
 from .exceptions import (
     CollinearityError,
     ConvergenceWarning,
+    DataRemovedError,
+    DroppedRowsWarning,
     HeywoodWarning,
     IdentificationWarning,
+    PerformanceWarning,
+    PicklingWarning,
     SpecificationError,
 )
 from .fitters import FitRecord, fit_arrays
@@ -35,8 +39,12 @@ __all__ = [
     "SimulatedSUR",
     "CollinearityError",
     "ConvergenceWarning",
+    "DataRemovedError",
+    "DroppedRowsWarning",
     "HeywoodWarning",
     "IdentificationWarning",
+    "PerformanceWarning",
+    "PicklingWarning",
     "SpecificationError",
     "__version__",
 ]

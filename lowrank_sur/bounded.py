@@ -145,8 +145,10 @@ def _dependent_set(design: SURDesign, Y: np.ndarray, size: int) -> list[int] | N
     from math import comb
 
     K = design.k_eqs
-    scale = np.linalg.norm(Y, axis=0)
-    Yn = Y / np.where(scale > 0, scale, 1.0)
+    big = np.max(np.abs(Y), axis=0)  # on each response's own scale first: no overflow
+    Yn = Y / np.where(big > 0, big, 1.0)
+    norm = np.linalg.norm(Yn, axis=0)
+    Yn = Yn / np.where(norm > 0, norm, 1.0)
     for m in range(2, min(size, K) + 1):
         if comb(K, m) > _MAX_SUBSETS:
             return None

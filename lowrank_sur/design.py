@@ -20,12 +20,22 @@ __all__ = ["SURDesign", "CollinearityError"]
 #: Relative size of ``|R_ii|`` (against the largest) below which columns are collinear.
 COLLINEARITY_RTOL = 1e-12
 
+#: Root-mean-square sizes of a regressor column the fit can work with (zero is allowed).
+REGRESSOR_RANGE = (1e-100, 1e100)
+
 #: Equations per batched QR call.
 _QR_CHUNK = 256
 
 
 class CollinearityError(ValueError):
     """Raised when an equation's regressors are perfectly collinear."""
+
+
+def _column_norms(X: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the columns, scaled so that huge or tiny values do not overflow."""
+    scale = np.max(np.abs(X), axis=0)
+    safe = np.where(scale > 0, scale, 1.0)
+    return scale * np.sqrt(np.einsum("ij,ij->j", X / safe, X / safe))
 
 
 def _validated_arrays(Xs: Sequence[np.ndarray], names: list[str]) -> list[np.ndarray]:
@@ -133,8 +143,9 @@ class SURDesign:
         # |r_ii| / ||x_i|| is the sine of the angle between column i and the span of
         # the columns before it: (numerically) zero means column i is redundant.
         diag = np.abs(np.diagonal(r, axis1=1, axis2=2))
-        colnorm = np.stack([np.linalg.norm(arrays[j], axis=0) for j in members])
-        bad = diag <= COLLINEARITY_RTOL * np.maximum(colnorm, np.finfo(float).tiny)
+        colnorm = np.stack([_column_norms(arrays[j]) for j in members])
+        self._check_scale(members, colnorm, exog_names)
+        bad = (diag <= COLLINEARITY_RTOL * colnorm) | (colnorm == 0)
         if not np.any(bad):
             return
         i = int(np.flatnonzero(np.any(bad, axis=1))[0])
@@ -150,6 +161,21 @@ class SURDesign:
             f"{'is a linear combination' if len(cols) == 1 else 'are linear combinations'}"
             " of the columns before it (or is all zero). Drop the redundant column(s)."
         )
+
+    def _check_scale(self, members, colnorm, exog_names) -> None:
+        # coefficients scale as 1 / column size and their variances as its inverse square
+        rms = colnorm / np.sqrt(self.nobs)
+        bad = (rms > 0) & ((rms < REGRESSOR_RANGE[0]) | (rms > REGRESSOR_RANGE[1]))
+        if np.any(bad):
+            i, c = (int(v[0]) for v in np.nonzero(bad))
+            j = int(members[i])
+            name = repr(str(exog_names[j][c])) if exog_names is not None else f"column {c}"
+            raise ValueError(
+                f"{self.eq_names[j]}: regressor {name} has values of order {rms[i, c]:.1e}, "
+                f"outside {REGRESSOR_RANGE[0]:g} to {REGRESSOR_RANGE[1]:g}: its coefficient "
+                "and standard error would not be representable in double precision; "
+                f"rescale it, e.g. divide it by {rms[i, c]:.0e}"
+            )
 
     # ------------------------------------------------------------- operators
     def fitted_t(self, A: np.ndarray) -> np.ndarray:

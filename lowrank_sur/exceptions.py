@@ -13,6 +13,7 @@ from statsmodels.tools.sm_exceptions import (
     ConvergenceWarning,
     EstimationWarning,
     ModelWarning,
+    ValueWarning,
 )
 
 from .design import CollinearityError
@@ -25,6 +26,11 @@ __all__ = [
     "MultipleMaximaWarning",
     "CollinearityError",
     "SpecificationError",
+    "DataRemovedError",
+    "data_removed_message",
+    "DroppedRowsWarning",
+    "PerformanceWarning",
+    "PicklingWarning",
     "external_stacklevel",
 ]
 
@@ -47,6 +53,32 @@ class MultipleMaximaWarning(EstimationWarning):
 
 class SpecificationError(ValueError):
     """The model specification (equations, data, arguments) is invalid."""
+
+
+class DroppedRowsWarning(ValueWarning):
+    """Rows are dropped because a formula's transforms produced missing values."""
+
+
+class PerformanceWarning(UserWarning):
+    """The requested computation will be slow or need much memory; a cheaper one exists."""
+
+
+class PicklingWarning(UserWarning):
+    """Part of a model (a formula design) cannot be pickled and is left out."""
+
+
+class DataRemovedError(RuntimeError):
+    """A method needs the estimation data, which ``remove_data()`` dropped."""
+
+
+def data_removed_message(what: str) -> str:
+    """The one message for anything that needs the data after ``remove_data()``."""
+    return (
+        f"{what} needs the estimation data, which remove_data() dropped from this "
+        "model; refit the model on the data to compute it. Without the data, params, "
+        "bse, conf_int(), summary(), factor_summary(), lr_test_diagonal(), "
+        "breusch_pagan() and predict(new data) still work"
+    )
 
 
 def external_stacklevel() -> int:

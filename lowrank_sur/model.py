@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import warnings
 from collections.abc import Mapping
 
@@ -13,14 +15,80 @@ from statsmodels.base.model import LikelihoodModel
 from .coefcov import get_cov_type
 from .covariance import LowRankCovariance
 from .design import SURDesign
-from .exceptions import IdentificationWarning
+from .exceptions import (
+    ConvergenceWarning,
+    DataRemovedError,
+    HeywoodWarning,
+    IdentificationWarning,
+    SpecificationError,
+    data_removed_message,
+    external_stacklevel,
+)
 from .fitters import fit_design
-from .options import FitOptions, check_rank
+from .newdata import exog_matrices
+from .options import FitOptions, check_int
 from .results import LowRankSURResults, LowRankSURResultsWrapper
 from .selection import CRITERIA, default_rank, information_criteria, n_free_params
 from .system import build_system
 
 __all__ = ["LowRankSUR"]
+
+
+def _eval_env(value) -> patsy.EvalEnvironment:
+    """The formulas' namespace: the frame that called the caller of this function.
+
+    ``value`` may be a :class:`patsy.EvalEnvironment` (used as is), an integer ``n``
+    (``n`` frames further up; 0 is the caller) or None (0).
+    """
+    if isinstance(value, patsy.EvalEnvironment):
+        return value
+    if value is None:
+        value = 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise TypeError(
+            "eval_env must be a patsy.EvalEnvironment or a number of frames above the "
+            f"caller (0 = the caller), got {value!r}"
+        )
+    return patsy.EvalEnvironment.capture(int(value) + 2)
+
+
+def _subset(data, subset):
+    """Rows of ``data`` selected by a boolean mask or by index labels."""
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(dict(data))
+    mask = np.asarray(subset)
+    if mask.dtype == bool and isinstance(subset, pd.Series) and not subset.index.equals(
+        data.index
+    ):
+        raise SpecificationError(
+            "subset is a boolean Series whose index differs from data's; align it first "
+            "(subset.reindex(data.index, fill_value=False))"
+        )
+    if mask.dtype == bool and mask.shape != (len(data),):
+        raise SpecificationError(
+            f"subset is a boolean mask of {mask.size} values but data has {len(data)} rows; "
+            "give one value per row (or index labels)"
+        )
+    try:
+        return data.loc[mask] if mask.dtype == bool else data.loc[subset]
+    except KeyError as exc:
+        raise SpecificationError(
+            f"subset names rows that data does not have ({exc}); give a boolean mask or "
+            "labels of data.index"
+        ) from exc
+
+
+def _has_constant(X: np.ndarray) -> bool:
+    """Whether some column is constant and non-zero (an intercept, whatever its value)."""
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        return False
+    return bool(np.any((np.ptp(X, axis=0) == 0) & (X[0] != 0)))
+
+
+def _fingerprint(Y: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(Y).tobytes(), digest_size=16).hexdigest() + (
+        f"/{Y.shape}"
+    )
 
 
 class LowRankSUR(LikelihoodModel):
@@ -64,9 +132,7 @@ class LowRankSUR(LikelihoodModel):
     """
 
     def __init__(self, equations: Mapping, data=None, *, missing: str = "drop", **kwargs):
-        eval_env = kwargs.pop("eval_env", None)
-        if eval_env is None:
-            eval_env = patsy.EvalEnvironment.capture(1)
+        eval_env = _eval_env(kwargs.pop("eval_env", None))
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s): {sorted(kwargs)}")
         system = build_system(equations, data, missing=missing, eval_env=eval_env)
@@ -90,12 +156,12 @@ class LowRankSUR(LikelihoodModel):
         self.nobs = self.design.nobs
         self.n_dropped = system.n_dropped
         self.k_params = self.design.k_params
-        self.k_constant = int(
-            sum(np.any(np.all(X == 1.0, axis=0)) if X.size else 0 for X in system.exog)
-        )
+        self.k_constant = sum(_has_constant(X) for X in system.exog)
         self.df_model = self.k_params - self.k_constant
         self.df_resid = self.nobs * self.k_eqs - self.k_params
         self._Y = system.endog.to_numpy()
+        # identifies the responses after remove_data() (compare_lr_test)
+        self._data_key = _fingerprint(self._Y)
         # arrays with N rows, wiped by ``results.remove_data()`` (statsmodels' convention)
         self._data_attr.extend(
             ["_Y", "design.Q", "system.endog", "system.exog", "system.formula_data"]
@@ -119,8 +185,8 @@ class LowRankSUR(LikelihoodModel):
             Passed to :class:`LowRankSUR` (``missing``).
         """
         if subset is not None:
-            data = data.loc[subset]
-        kwargs.setdefault("eval_env", patsy.EvalEnvironment.capture(1))
+            data = _subset(data, subset)
+        kwargs["eval_env"] = _eval_env(kwargs.get("eval_env"))
         return cls(formulas, data, *args, **kwargs)
 
     # --------------------------------------------------------------- names
@@ -145,6 +211,21 @@ class LowRankSUR(LikelihoodModel):
         return self.data.param_names
 
     # ------------------------------------------------------------ likelihood
+    def _require_data(self, what: str) -> None:
+        if self._Y is None or self.design.Q is None:
+            raise DataRemovedError(data_removed_message(what))
+
+    def _coefs(self, params) -> list[np.ndarray]:
+        """``params`` (length P, finite) split per equation."""
+        params = np.asarray(params, dtype=float)
+        if params.ndim != 1 or params.size != self.k_params:
+            raise ValueError(
+                f"params has shape {params.shape} but the model has {self.k_params} "
+                "coefficients (in the order of model.param_names)"
+            )
+        d = self.design
+        return [params[d.offsets[j] : d.offsets[j + 1]] for j in range(d.k_eqs)]
+
     def loglike(self, params, F=None, D=None) -> float:
         """Log-likelihood at coefficients ``params`` and covariance ``F F' + diag(D)``.
 
@@ -156,9 +237,38 @@ class LowRankSUR(LikelihoodModel):
             Loadings (K x k) and idiosyncratic variances (K,).
         """
         if F is None or D is None:
-            raise TypeError("loglike needs the covariance: loglike(params, F, D)")
+            raise TypeError(
+                "loglike needs the covariance: loglike(params, F, D), e.g. with "
+                "results.error_cov.F and results.error_cov.D"
+            )
+        self._require_data("model.loglike")
         R = self._Y - self.predict(params)
         return LowRankCovariance(F, D).loglike(R)
+
+    def _no_derivatives(self, name: str):
+        raise NotImplementedError(
+            f"LowRankSUR.{name} is not implemented: the fit maximizes the likelihood by "
+            "alternating GLS and factor steps without analytic derivatives. Use "
+            "model.loglike(params, F, D) with statsmodels.tools.numdiff (approx_fprime, "
+            "approx_hess) for numerical ones; results.bse and cov_params() already give "
+            "the coefficients' covariance"
+        )
+
+    def score(self, params, *args, **kwargs):
+        """Not implemented (raises NotImplementedError saying what to use instead)."""
+        self._no_derivatives("score")
+
+    def score_obs(self, params, *args, **kwargs):
+        """Not implemented (raises NotImplementedError saying what to use instead)."""
+        self._no_derivatives("score_obs")
+
+    def hessian(self, params, *args, **kwargs):
+        """Not implemented (raises NotImplementedError saying what to use instead)."""
+        self._no_derivatives("hessian")
+
+    def information(self, params, *args, **kwargs):
+        """Not implemented (raises NotImplementedError saying what to use instead)."""
+        self._no_derivatives("information")
 
     def predict(self, params, exog=None) -> np.ndarray:
         """Fitted values N x K for coefficients ``params`` (training design if ``exog`` is None).
@@ -167,29 +277,17 @@ class LowRankSUR(LikelihoodModel):
         ----------
         params : array_like
             All P coefficients.
-        exog : list of array_like, optional
-            One regressor matrix per equation (new data). For formula models use
-            ``results.predict(DataFrame)``.
+        exog : dict or list of array_like, optional
+            One regressor matrix per equation (new data), as a dict label -> matrix or
+            a list of K matrices. For formula models use ``results.predict(DataFrame)``.
         """
-        params = np.asarray(params, dtype=float)
-        d = self.design
-        coefs = [params[d.offsets[j] : d.offsets[j + 1]] for j in range(d.k_eqs)]
+        coefs = self._coefs(params)
         if exog is None:
+            self._require_data("model.predict(params) without exog")
+            d = self.design
             return d.fitted(d.from_coefs(coefs))
-        if len(exog) != d.k_eqs:
-            raise ValueError(f"exog must hold {d.k_eqs} matrices, one per equation")
-        cols = []
-        for j, (X, b) in enumerate(zip(exog, coefs)):
-            X = np.asarray(X, dtype=float)
-            if X.ndim == 1:
-                X = X[:, None]
-            if X.shape[1] != b.size:
-                raise ValueError(
-                    f"equation {self.equation_labels[j]!r}: exog has {X.shape[1]} columns, "
-                    f"the model has {b.size}"
-                )
-            cols.append(X @ b)
-        return np.column_stack(cols)
+        mats, _ = exog_matrices(self.system, exog)
+        return np.column_stack([X @ b for X, b in zip(mats, coefs)])
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -211,11 +309,14 @@ class LowRankSUR(LikelihoodModel):
             :func:`~lowrank_sur.selection.default_rank`, ``min(8, ceil(K / 10))``.
             ``"aic"`` / ``"bic"`` fit every rank from 0 to ``max_rank`` and keep the
             best by the criterion; the comparison table is ``results.rank_selection``.
+            The warnings of the selected fit are issued, those of the other candidates
+            summarised in one warning.
         method : str
             A registered fitter: ``"als"`` (matrix-free, O(N K k) memory; default)
             or ``"em"`` (the dense EM reference, O(K^2 + P^2) memory).
         max_rank : int, optional
-            Largest rank tried by ``"aic"`` / ``"bic"`` (default ``min(K - 1, N - 1, 10)``).
+            Largest rank tried by ``"aic"`` / ``"bic"`` (default ``min(K - 1, N - 1, 10)``);
+            only with those.
         cov_type : str
             Covariance of the coefficients, from the registry
             (:func:`lowrank_sur.coefcov.available_cov_types`): ``"nonrobust"``
@@ -237,42 +338,111 @@ class LowRankSUR(LikelihoodModel):
         LowRankSURResults
             Wrapped so that outputs carry pandas labels.
         """
+        self._require_data("model.fit")
         opts = FitOptions.from_kwargs(method=method, **options)
         estimator = get_cov_type(cov_type)
-        cov_kwds = dict(cov_kwds or {})
+        cov_kwds = _check_cov_kwds(estimator, cov_kwds)
         selection = None
         if isinstance(rank, str):
             crit = rank.lower()
             if crit not in CRITERIA:
                 raise ValueError(f"rank must be an integer, 'aic', 'bic' or None, got {rank!r}")
             record, selection = self._select_rank(crit, max_rank, opts)
+        elif max_rank is not None:
+            raise ValueError(
+                f"max_rank={max_rank!r} is used only by rank='aic' or rank='bic'; with "
+                f"rank={rank!r} it would be ignored: drop it, or select the rank by a criterion"
+            )
+        elif rank is None:
+            # the default rank is not the user's choice: no warning that it is past the
+            # Ledermann bound (at K = 2 it is the only rank, an unrestricted Sigma)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", IdentificationWarning)
+                record = fit_design(self.design, self._Y,
+                                    default_rank(self.k_eqs, self.nobs), opts)
         else:
-            if rank is None:
-                rank = default_rank(self.k_eqs, self.nobs)
             record = fit_design(self.design, self._Y, rank, opts)
         coef_cov = estimator(self.design, self._Y, record, **cov_kwds)
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection)
         return LowRankSURResultsWrapper(res)
 
+    def _max_rank(self, max_rank) -> int:
+        limit = min(self.k_eqs - 1, self.nobs - 1)
+        if max_rank is None:
+            return max(0, min(limit, 10))
+        max_rank = check_int("max_rank", max_rank, 0)
+        if max_rank > limit:
+            raise ValueError(
+                f"max_rank={max_rank} is too large: ranks must be below the number of "
+                f"equations K={self.k_eqs} and of observations N={self.nobs}; use at most "
+                f"max_rank={limit}"
+            )
+        return max_rank
+
     def _select_rank(self, crit: str, max_rank, opts: FitOptions):
         """Fit ranks 0..max_rank; return the best fit's record and the comparison table."""
-        top = min(self.k_eqs - 1, self.nobs - 1, 10) if max_rank is None else max_rank
-        top = check_rank(top, self.k_eqs, self.nobs) if top > 0 else 0
-        rows, records = [], []
+        top = self._max_rank(max_rank)
+        rows, records, caught = [], [], []
         for k in range(top + 1):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", IdentificationWarning)
+            with warnings.catch_warnings(record=True) as got:
+                warnings.simplefilter("always")
                 rec = fit_design(self.design, self._Y, k, opts)
             records.append(rec)
+            caught.append([w for w in got if not issubclass(w.category, IdentificationWarning)])
             df = n_free_params(self.k_params, self.k_eqs, k)
             rows.append(
                 {"rank": k, "llf": rec.llf, "df": df,
                  **information_criteria(rec.llf, df, self.nobs),
-                 "converged": rec.converged, "iterations": rec.iterations}
+                 "converged": rec.converged, "iterations": rec.iterations,
+                 "heywood": len(rec.heywood)}
             )
         table = pd.DataFrame(rows).set_index("rank")
         best = int(table[crit].idxmin())
         table["selected"] = table.index == best
+        _selection_warnings(crit, table, caught, best)
         return records[best], table
 
+
+def _check_cov_kwds(estimator, cov_kwds) -> dict:
+    """``cov_kwds`` as a dict the estimator accepts (its options after design, Y, record)."""
+    if cov_kwds is None:
+        return {}
+    if not isinstance(cov_kwds, Mapping):
+        raise TypeError(f"cov_kwds must be a dict of options, got {type(cov_kwds).__name__}")
+    cov_kwds = dict(cov_kwds)
+    options = list(inspect.signature(estimator).parameters.values())[3:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in options):
+        return cov_kwds
+    accepted = [p.name for p in options if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = [k for k in cov_kwds if k not in accepted]
+    if unknown:
+        raise TypeError(
+            f"cov_kwds {unknown} are not options of cov_type={estimator.name!r} "
+            f"(its options: {accepted or 'none'})"
+        )
+    return cov_kwds
+
+
+def _selection_warnings(crit: str, table: pd.DataFrame, caught: list, best: int) -> None:
+    """Re-issue the selected fit's warnings; summarise the other candidates' in one."""
+    stacklevel = external_stacklevel()
+    for w in caught[best]:
+        warnings.warn(str(w.message), w.category, stacklevel=stacklevel)
+    others = table.drop(index=best)
+    unconverged = [int(k) for k in others.index[~others["converged"].to_numpy(bool)]]
+    heywood = [int(k) for k in others.index[others["heywood"].to_numpy() > 0]]
+    if not unconverged and not heywood:
+        return
+    parts = []
+    if unconverged:
+        parts.append(f"rank(s) {unconverged} did not converge (their {crit.upper()} may be "
+                     "too high: increase maxiter)")
+    if heywood:
+        parts.append(f"rank(s) {heywood} had Heywood cases")
+    warnings.warn(
+        f"rank selection by {crit.upper()} chose rank {best}; among the other candidates "
+        f"{' and '.join(parts)}; see results.rank_selection",
+        ConvergenceWarning if unconverged else HeywoodWarning,
+        stacklevel=stacklevel,
+    )

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 from statsmodels.base import wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
-from statsmodels.iolib.summary import Summary, summary_params
-from statsmodels.iolib.table import SimpleTable
+from statsmodels.iolib.summary import Summary
 
 from . import covtests, plotting
 from .coefcov import CoefCovEstimator
+from .coefcov.stored import StoredCovariance
 from .covariance import canonical_loadings
-from .fitters import FitRecord, get_fitter
+from .exceptions import DataRemovedError, data_removed_message
+from .fitters import FitRecord
+from .hypotheses import RestrictionTests
 from .selection import information_criteria, n_free_params
+from .summary import build_summary, check_alpha
 
 try:  # statsmodels >= 0.15 made the module private
     from statsmodels.tools._decorators import cache_readonly, cached_data
@@ -25,8 +30,13 @@ __all__ = ["LowRankSURResults", "LowRankSURResultsWrapper"]
 #: Largest P for which ``cov_params()`` builds the full P x P matrix by default.
 FULL_COV_MAX_PARAMS = 4000
 
+#: ``remove_data()`` keeps the full P x P covariance (for ``t_test``, ``wald_test`` and
+#: ``cov_params``) up to this P, when building it needs at most ``KEEP_COV_MAX_BYTES``.
+KEEP_COV_MAX_PARAMS = 500
+KEEP_COV_MAX_BYTES = 256 * 2**20
 
-class LowRankSURResults(LikelihoodModelResults):
+
+class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
     """Results of :meth:`LowRankSUR.fit <lowrank_sur.LowRankSUR.fit>`.
 
     The coefficient covariance comes from the estimator registered for ``cov_type``
@@ -140,6 +150,10 @@ class LowRankSURResults(LikelihoodModelResults):
         """Standard errors from the diagonal blocks of ``A^{-1}`` (no P x P array)."""
         return self._coef_cov.bse()
 
+    def _require_data(self, what: str) -> None:
+        if self.model._Y is None or self.model.design.Q is None:
+            raise DataRemovedError(data_removed_message(what))
+
     def cov_params(self, r_matrix=None, column=None, scale=None, cov_p=None, other=None):
         """Covariance of the coefficients, or of linear combinations of them.
 
@@ -189,19 +203,42 @@ class LowRankSURResults(LikelihoodModelResults):
         names = self.model.param_names
         return pd.DataFrame(self._coef_cov.full(), index=names, columns=names)
 
+    def conf_int(self, alpha: float = 0.05):
+        """Confidence intervals ``params -/+ z_{1 - alpha/2} bse`` (normal distribution).
+
+        Parameters
+        ----------
+        alpha : float
+            Significance level in (0, 1): 0.05 gives 95% intervals.
+
+        Returns
+        -------
+        ndarray or DataFrame
+            P x 2 (lower, upper); labelled through the results wrapper.
+        """
+        alpha = check_alpha(alpha)
+        return super().conf_int(alpha=alpha)
+
     # ------------------------------------------------------ fitted values
     @cached_data
-    def fittedvalues(self) -> pd.DataFrame:
-        """Fitted values, N x K (columns are equation labels)."""
+    def _fitted(self) -> pd.DataFrame:
+        self._require_data("fittedvalues")
         d = self.model.design
         fitted = d.fitted(self._record.whitened_coefs)
         return pd.DataFrame(fitted, index=self.model.system.endog.index,
                             columns=self.equation_labels)
 
-    @cached_data
+    @property
+    def fittedvalues(self) -> pd.DataFrame:
+        """Fitted values, N x K (columns are equation labels); a new copy on every access."""
+        self._require_data("fittedvalues")
+        return self._fitted.copy()
+
+    @property
     def resid(self) -> pd.DataFrame:
-        """Residuals, N x K (columns are equation labels)."""
-        return self.model.system.endog - self.fittedvalues
+        """Residuals, N x K (columns are equation labels); a new copy on every access."""
+        self._require_data("resid")
+        return self.model.system.endog - self._fitted
 
     def predict(self, exog=None, transform=True, *args, **kwargs) -> pd.DataFrame:
         """Predictions for each equation.
@@ -211,8 +248,9 @@ class LowRankSURResults(LikelihoodModelResults):
         exog : DataFrame, dict or list, optional
             New data. For formula equations a DataFrame with the variables the
             formulas use (each equation's stored patsy design is applied). For
-            ``(endog, exog)`` equations, a dict label -> regressor matrix or a list
-            of K matrices. None returns :attr:`fittedvalues`.
+            ``(endog, exog)`` equations, or with ``transform=False``, a dict
+            label -> regressor matrix or a list of K matrices. None returns
+            :attr:`fittedvalues`.
         transform : bool
             Apply the formula designs (True) or treat ``exog`` as design matrices.
         *args, **kwargs
@@ -224,23 +262,39 @@ class LowRankSURResults(LikelihoodModelResults):
             N_new x K predictions, columns are equation labels.
         """
         if exog is None:
+            self._require_data("predict() without new data")
             return self.fittedvalues
         mats, index = self.model.system.new_exog(exog, transform=transform)
         out = self.model.predict(np.asarray(self.params), exog=mats)
         return pd.DataFrame(out, index=index, columns=self.equation_labels)
 
     # ---------------------------------------------------------- factors
-    @cache_readonly
+    def _kept(self, key: str, compute):
+        """A value computed once and kept through ``remove_data()`` (which clears the cache)."""
+        kept = self.__dict__.setdefault("_kept_values", {})
+        if key not in kept:
+            kept[key] = compute()
+        return kept[key]
+
+    @property
+    def _loadings(self) -> pd.DataFrame:
+        def compute():
+            F = canonical_loadings(self.error_cov.F, self.error_cov.D)
+            cols = [f"factor_{r + 1}" for r in range(self.rank)]
+            return pd.DataFrame(F, index=self.equation_labels, columns=cols)
+
+        return self._kept("loadings", compute)
+
+    @property
     def factor_loadings(self) -> pd.DataFrame:
         """Loadings (K x k) in the canonical rotation: ``F' D^{-1} F`` diagonal, decreasing."""
-        F = canonical_loadings(self.error_cov.F, self.error_cov.D)
-        cols = [f"factor_{r + 1}" for r in range(self.rank)]
-        return pd.DataFrame(F, index=self.equation_labels, columns=cols)
+        return self._loadings.copy()
 
-    @cache_readonly
+    @property
     def idiosyncratic_var(self) -> pd.Series:
         """Idiosyncratic (equation-specific) error variances D."""
-        return pd.Series(self.error_cov.D, index=self.equation_labels, name="idiosyncratic_var")
+        return pd.Series(np.array(self.error_cov.D, dtype=float), index=self.equation_labels,
+                         name="idiosyncratic_var")
 
     def factor_summary(self) -> pd.DataFrame:
         """Per-equation factor structure.
@@ -268,10 +322,25 @@ class LowRankSURResults(LikelihoodModelResults):
         return out
 
     # -------------------------------------------------- covariance tests
+    @property
+    def _llf_diagonal(self) -> float:
+        def compute():
+            self._require_data("lr_test_diagonal")
+            return covtests.diagonal_llf(self.model.design, self.model._Y)
+
+        return self._kept("llf_diagonal", compute)
+
+    @property
+    def _breusch_pagan(self) -> covtests.CovStructureTest:
+        def compute():
+            self._require_data("breusch_pagan")
+            return covtests.breusch_pagan(self.model.design, self.model._Y)
+
+        return self._kept("breusch_pagan", compute)
+
     def lr_test_diagonal(self) -> covtests.CovStructureTest:
         """LR test of this rank against a diagonal Sigma (rank 0)."""
-        llf0 = covtests.diagonal_llf(self.model.design, self.model._Y)
-        return covtests.lr_test_diagonal(self.llf, llf0, self.k_eqs, self.rank)
+        return covtests.lr_test_diagonal(self.llf, self._llf_diagonal, self.k_eqs, self.rank)
 
     def compare_lr_test(self, other) -> covtests.CovStructureTest:
         """LR test between this fit and another of a different rank on the same model.
@@ -283,40 +352,60 @@ class LowRankSURResults(LikelihoodModelResults):
         """
         other = getattr(other, "_results", other)
         if not isinstance(other, LowRankSURResults):
-            raise TypeError("other must be a LowRankSUR results instance")
+            raise TypeError(
+                f"other must be a LowRankSUR results instance, got {type(other).__name__}"
+            )
         same = (
             other.nobs == self.nobs
             and other.k_eqs == self.k_eqs
             and list(other.model.param_names) == list(self.model.param_names)
-            and np.array_equal(other.model._Y, self.model._Y)
+            and other.model._data_key == self.model._data_key
         )
         if not same:
-            raise ValueError("compare_lr_test needs two fits of the same equations and data")
+            raise ValueError(
+                "compare_lr_test needs two fits of the same equations and data (other has "
+                "different coefficients, equations or responses)"
+            )
         if other.rank == self.rank:
-            raise ValueError(f"both fits have rank {self.rank}; nothing to test")
+            raise ValueError(
+                f"both fits have rank {self.rank}; nothing to test: fit the other with a "
+                "different rank"
+            )
         small, big = (self, other) if self.rank < other.rank else (other, self)
         return covtests.lr_test_nested(small.llf, small.rank, big.llf, big.rank, self.k_eqs)
 
     def lr_test_unrestricted(self) -> covtests.CovStructureTest:
         """Bartlett-corrected LR test against an unrestricted Sigma (iterated SUR; K < N)."""
+        self._require_data("lr_test_unrestricted")
         llf_u, _ = covtests.unrestricted_llf(self.model.design, self.model._Y)
         return covtests.lr_test_unrestricted(self.llf, llf_u, self.nobs, self.k_eqs, self.rank)
 
     def breusch_pagan(self) -> covtests.CovStructureTest:
         """Breusch-Pagan LM test of a diagonal Sigma on the OLS residuals."""
-        return covtests.breusch_pagan(self.model.design, self.model._Y)
+        return copy.deepcopy(self._breusch_pagan)
 
     def remove_data(self) -> None:
         """Drop every array with N rows from the results and the model.
 
-        Standard errors, loadings and the covariance are computed first and kept,
-        so ``params``, ``bse``, ``conf_int()``, ``factor_summary()`` and ``summary()``
-        keep working; anything that needs the data (residuals, new tests of
-        restrictions, prediction from formulas) raises afterwards. What is dropped is
-        listed in ``model._data_attr`` and ``results._data_attr`` (statsmodels'
+        Standard errors, loadings, the covariance tests' statistics and (for at most
+        ``KEEP_COV_MAX_PARAMS`` coefficients) the full coefficient covariance are
+        computed first and kept, so ``params``, ``bse``, ``conf_int()``,
+        ``factor_summary()``, ``summary()``, ``lr_test_diagonal()``,
+        ``breusch_pagan()``, ``compare_lr_test()``, ``predict(new data)`` and (small
+        P) ``t_test``, ``wald_test`` and ``cov_params()`` keep working. Whatever needs
+        the data (residuals, fitted values, ``loglike``, refitting) raises
+        :class:`~lowrank_sur.exceptions.DataRemovedError` afterwards. What is dropped
+        is listed in ``model._data_attr`` and ``results._data_attr`` (statsmodels'
         convention).
         """
-        _ = self.bse, self.factor_loadings, self.idiosyncratic_var
+        if self.model._Y is not None and self.model.design.Q is not None:
+            _ = self.bse, self._loadings, self._llf_diagonal, self._breusch_pagan
+            P, N, k = self.params.size, self.nobs, max(self.rank, 1)
+            keep = P <= KEEP_COV_MAX_PARAMS and 8 * N * k * P <= KEEP_COV_MAX_BYTES
+            self._coef_cov = StoredCovariance(
+                self._coef_cov, keep,
+                data_removed_message(f"the covariance of the {P} coefficients beyond bse"),
+            )
         super().remove_data()
 
     # ------------------------------------------------------------ summary
@@ -326,121 +415,19 @@ class LowRankSURResults(LikelihoodModelResults):
         Parameters
         ----------
         alpha : float
-            Significance level of the confidence intervals.
+            Significance level of the confidence intervals, in (0, 1).
         max_equations : int
             Show at most this many equation blocks (a note says where the rest is).
-        equations : list of str, optional
-            Labels of the equations to show (default: the first ``max_equations``).
+        equations : str or list of str, optional
+            Label(s) of the equations to show (default: the first ``max_equations``).
 
         Returns
         -------
         Summary
             Renders with ``as_text()``, ``as_html()`` and ``as_latex()``.
         """
-        labels = self.equation_labels
-        if equations is None:
-            shown = list(range(min(len(labels), max_equations)))
-        else:
-            unknown = [e for e in equations if e not in labels]
-            if unknown:
-                raise KeyError(f"unknown equation label(s) {unknown}")
-            shown = [labels.index(e) for e in equations]
-        left = [
-            ("Model:", ["LowRankSUR"]),
-            ("Method:", [get_fitter(self.method).label]),
-            ("Rank (factors):", [str(self.rank)]),
-            ("No. Equations:", [str(self.k_eqs)]),
-            ("No. Observations:", [str(self.nobs)]),
-            ("Rows dropped:", [str(self.n_dropped)]),
-            ("Starts (maxima):", [f"{len(self.starts) if self.starts is not None else 1} "
-                                  f"({self.n_maxima})"]),
-            ("Date:", None),
-            ("Time:", None),
-        ]
-        right = [
-            ("Log-Likelihood:", [f"{self.llf:#.6g}"]),
-            ("AIC:", [f"{self.aic:#.6g}"]),
-            ("BIC:", [f"{self.bic:#.6g}"]),
-            ("Converged:", [str(self.converged)]),
-            ("Iterations:", [str(self.iterations)]),
-            ("Heywood cases:", [str(len(self.heywood))]),
-            ("Covariance Type:", [self.cov_type]),
-            ("Bounded likelihood:", [str(self.likelihood_bounded)]),
-            ("Degenerate:", [str(self.degenerate)]),
-        ]
-        smry = Summary()
-        smry.add_table_2cols(self, gleft=left, gright=right, title="Low-Rank SUR Results")
-        params = np.asarray(self.params)
-        bse = np.asarray(self.bse)
-        tv = params / bse
-        pv = np.asarray(self.pvalues)
-        ci = np.asarray(self.conf_int(alpha))
-        d = self.model.design
-        for j in shown:
-            eq = self.model.system.equations[j]
-            sl = slice(d.offsets[j], d.offsets[j + 1])
-            tab = summary_params(
-                (self, params[sl], bse[sl], tv[sl], pv[sl], ci[sl]),
-                yname=eq.dep_name,
-                xname=list(eq.exog_names),
-                alpha=alpha,
-                use_t=False,
-                title=f"Equation: {eq.label}    Dependent variable: {eq.dep_name}",
-            )
-            smry.tables.append(tab)
-        smry.tables.append(self._factor_table(shown))
-        notes = []
-        if len(shown) < len(labels):
-            notes.append(
-                f"Showing {len(shown)} of {len(labels)} equations; results.params, "
-                "results.bse and results.factor_summary() hold all of them, and "
-                "summary(equations=[...]) selects others."
-            )
-        if not self.converged:
-            notes.append(
-                f"WARNING: the fit did not converge in {self.iterations} iterations; "
-                "the estimates are not the MLE (increase maxiter)."
-            )
-        if not self.likelihood_bounded:
-            notes.append(
-                "WARNING: the likelihood at this rank is unbounded for these data; the "
-                "estimate is at best a local maximum, not the MLE (use a lower rank)."
-            )
-        if self.degenerate:
-            notes.append(
-                "WARNING: degenerate fit: the likelihood keeps rising as the floor on D is "
-                "lowered; these estimates are not at a maximum."
-            )
-        if self.n_maxima > 1:
-            notes.append(
-                f"{self.n_maxima} distinct maxima were found from {len(self.starts)} starts; "
-                "the best proper one is reported (results.starts)."
-            )
-        if self.heywood:
-            notes.append(
-                "Heywood case(s): idiosyncratic variance at its floor for "
-                f"{', '.join(self.heywood[:10])}{' ...' if len(self.heywood) > 10 else ''}."
-            )
-        notes.append(self._coef_cov.note)
-        smry.add_extra_txt(notes)
-        return smry
-
-    def _factor_table(self, shown) -> SimpleTable:
-        fs = self.factor_summary()
-        show_loadings = 0 < self.rank <= 5
-        cols = ["uniqueness", "communality", "common_share"]
-        if show_loadings:
-            cols = list(self.factor_loadings.columns) + cols
-        data = [[f"{fs.iloc[j][c]:.4g}" for c in cols] for j in shown]
-        stubs = [self.equation_labels[j] for j in shown]
-        title = f"Error factor structure (rank {self.rank}"
-        if self.rank:
-            share = fs.attrs["factor_share"]
-            title += "; share of error variance: " + ", ".join(
-                f"{v:.1%}" for v in share.to_numpy()
-            )
-        title += ")"
-        return SimpleTable(data, headers=cols, stubs=stubs, title=title)
+        return build_summary(self, alpha=alpha, max_equations=max_equations,
+                             equations=equations)
 
     # -------------------------------------------------------------- plots
     def plot_llf_trace(self, ax=None):

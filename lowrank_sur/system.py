@@ -1,12 +1,16 @@
 """Turning the user's equations into aligned arrays: formulas, (endog, exog) pairs, missing rows.
 
 One job: validate what the user gave and produce, per equation, a response vector
-and a regressor matrix on a common set of rows, with names for everything.
+and a regressor matrix on a common set of rows, with names for everything. The
+arrays are the model's own copies: nothing refers to the caller's objects. Patsy's
+part (building a formula's matrices, applying and pickling its design) lives in
+:mod:`lowrank_sur.formula`.
 """
 
 from __future__ import annotations
 
-import re
+import copy
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -14,7 +18,23 @@ import numpy as np
 import pandas as pd
 import patsy
 
-from .exceptions import SpecificationError
+from .exceptions import (
+    DroppedRowsWarning,
+    PicklingWarning,
+    SpecificationError,
+    external_stacklevel,
+)
+from .formula import (
+    column_types,
+    dump_design,
+    formula_matrices,
+    freeze_design,
+    load_design,
+    referenced_columns,
+    transform_nan_rows,
+)
+from .newdata import new_exog
+from .pairs import pair_arrays
 
 __all__ = ["Equation", "EquationSystem", "build_system"]
 
@@ -33,6 +53,14 @@ class Equation:
         Column names of the regressors (patsy's names for formulas).
     formula : str or None
         The patsy formula, when the equation was given as one.
+    design_info : patsy.DesignInfo or None
+        The fitted patsy design (kept through pickling, see :mod:`lowrank_sur.formula`).
+    columns : list of str
+        The data columns the formula reads.
+    column_types : dict
+        Column -> (dtype, numeric) at fit time, to check new data against.
+    design_error : str or None
+        Why the design is missing (it could not be pickled or unpickled).
     """
 
     label: str
@@ -40,11 +68,44 @@ class Equation:
     exog_names: list[str]
     formula: str | None = None
     design_info: object | None = field(default=None, repr=False)
+    columns: list[str] = field(default_factory=list)
+    column_types: dict = field(default_factory=dict, repr=False)
+    design_error: str | None = field(default=None, repr=False)
 
     @property
     def param_names(self) -> list[str]:
         """Parameter labels ``"{label}_{column}"``."""
         return [f"{self.label}_{c}" for c in self.exog_names]
+
+    # ------------------------------------------------------------ pickling
+    def __getstate__(self):
+        # patsy refuses to pickle its designs; formula.dump_design does it without data
+        state = self.__dict__.copy()
+        if self.design_info is not None and not isinstance(self.design_info, bytes):
+            blob, reason = dump_design(self.label, self.formula, self.design_info)
+            state["design_info"], state["design_error"] = blob, reason
+        return state
+
+    def __deepcopy__(self, memo):
+        # a fitted patsy design is not changed by predict(), so the copy may share it
+        new = object.__new__(type(self))
+        new.__dict__.update({k: v if k == "design_info" else copy.deepcopy(v, memo)
+                             for k, v in self.__dict__.items()})
+        return new
+
+    def __setstate__(self, state):
+        blob = state.get("design_info")
+        if isinstance(blob, bytes):
+            try:
+                state["design_info"] = load_design(blob)
+            except Exception as exc:  # noqa: BLE001 - e.g. a function no longer importable
+                state["design_info"] = None
+                state["design_error"] = (
+                    f"equation {state['label']!r}: the design of {state['formula']!r} could "
+                    f"not be restored ({type(exc).__name__}: {exc}); define or import what "
+                    "the formula uses before unpickling"
+                )
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -55,26 +116,42 @@ class EquationSystem:
     endog: pd.DataFrame  # N x K, columns = labels
     exog: list[np.ndarray]  # K arrays N x p_j
     n_dropped: int
-    formula_data: pd.DataFrame | None = None  # rows used, for rebuilding designs
+    formula_data: pd.DataFrame | None = None  # copy of the columns the formulas use, rows used
 
     @property
     def labels(self) -> list[str]:
         """Equation labels in order."""
         return [e.label for e in self.equations]
 
+    def __deepcopy__(self, memo):
+        new = object.__new__(type(self))
+        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        return new
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        shells = []
+        for e in self.equations:
+            shell = object.__new__(type(e))
+            shell.__dict__.update(e.__getstate__())  # the design as bytes (or its error)
+            shells.append(shell)
+        lost = [e.design_error for e in shells if e.design_info is None and e.design_error]
+        if lost:
+            more = f" (and {len(lost) - 2} more equations)" if len(lost) > 2 else ""
+            warnings.warn(
+                f"{'; '.join(lost[:2])}{more}. The pickle keeps everything else; after "
+                "unpickling, predict() needs design matrices (transform=False) for "
+                f"{'this equation' if len(lost) == 1 else 'these equations'}",
+                PicklingWarning,
+                stacklevel=external_stacklevel(),
+            )
+        state["equations"] = shells
+        return state
+
     @property
     def param_names(self) -> list[str]:
         """All parameter labels in order."""
         return [n for e in self.equations for n in e.param_names]
-
-    # ------------------------------------------------------------ pickling
-    def __getstate__(self):
-        # patsy's DesignInfo cannot be pickled; it is rebuilt from the formula on demand.
-        state = self.__dict__.copy()
-        state["equations"] = [
-            Equation(e.label, e.dep_name, list(e.exog_names), e.formula) for e in self.equations
-        ]
-        return state
 
     def design_info(self, j: int):
         """Patsy's design of formula equation ``j`` (None for an ``(endog, exog)`` pair)."""
@@ -82,55 +159,20 @@ class EquationSystem:
         if eq.formula is None:
             return None
         if eq.design_info is None:
-            if self.formula_data is None:
-                raise ValueError(
-                    "the formula design was not kept (the model was pickled after "
-                    "remove_data()); predict from arrays instead"
-                )
-            _, X = patsy.dmatrices(eq.formula, self.formula_data, return_type="dataframe",
-                                   NA_action=_NO_NA)
-            eq.design_info = X.design_info
+            raise RuntimeError(
+                f"{eq.design_error or f'equation {eq.label!r}: its formula design is missing'}"
+                "; pass design matrices instead: predict({label: matrix, ...}, "
+                "transform=False)"
+            )
         return eq.design_info
 
     # ------------------------------------------------------------ new data
     def new_exog(self, exog, transform: bool = True) -> tuple[list[np.ndarray], pd.Index | None]:
         """Regressor matrices of every equation for new data, and their row index.
 
-        Parameters
-        ----------
-        exog : DataFrame, dict or list
-            For formula equations (with ``transform``), a DataFrame with the variables
-            the formulas use: each equation's stored patsy design is applied. Otherwise
-            a dict label -> regressor matrix or a list of K matrices.
-        transform : bool
-            Apply the formula designs (True) or treat ``exog`` as design matrices.
+        See :func:`lowrank_sur.newdata.new_exog`.
         """
-        if isinstance(exog, pd.DataFrame) and transform:
-            return [self._formula_exog(j, exog) for j in range(len(self.equations))], exog.index
-        if isinstance(exog, dict):
-            missing = [lab for lab in self.labels if lab not in exog]
-            if missing:
-                raise KeyError(f"exog has no regressors for equation(s) {missing}")
-            exog = [exog[lab] for lab in self.labels]
-        first = exog[0]
-        index = first.index if isinstance(first, (pd.DataFrame, pd.Series)) else None
-        return [np.asarray(X, dtype=float) for X in exog], index
-
-    def _formula_exog(self, j: int, frame: pd.DataFrame) -> np.ndarray:
-        eq = self.equations[j]
-        if eq.formula is None:
-            raise ValueError(
-                f"equation {eq.label!r} was not given as a formula; pass a dict "
-                "label -> regressor matrix instead of a DataFrame"
-            )
-        (X,) = patsy.build_design_matrices([self.design_info(j)], frame,
-                                           return_type="dataframe")
-        if len(X) != len(frame):
-            raise ValueError(
-                f"equation {eq.label!r}: new data has missing values in "
-                f"{eq.formula!r}; drop or fill them first"
-            )
-        return X.to_numpy(dtype=float)
+        return new_exog(self, exog, transform)
 
 
 def _check_labels(equations: Mapping) -> list[str]:
@@ -145,8 +187,15 @@ def _check_labels(equations: Mapping) -> list[str]:
         )
     labels = list(equations)
     for lab in labels:
-        if not isinstance(lab, str) or not lab:
-            raise TypeError(f"equation labels must be non-empty strings, got {lab!r}")
+        if not isinstance(lab, str):
+            raise TypeError(
+                f"equation labels must be non-empty strings, got {lab!r} "
+                f"({type(lab).__name__}); use e.g. str({lab!r})"
+            )
+        if not lab.strip():
+            raise SpecificationError(
+                f"equation label {lab!r} is blank; give every equation a name"
+            )
     names = {}
     for lab in labels:
         key = lab.strip()
@@ -161,51 +210,30 @@ def _check_labels(equations: Mapping) -> list[str]:
 
 def _as_frame(data) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
-        return data
-    if isinstance(data, Mapping):
+        frame = data
+    elif isinstance(data, Mapping):
         try:
-            return pd.DataFrame(dict(data))
+            frame = pd.DataFrame(dict(data))
         except ValueError as exc:
-            raise SpecificationError(f"data could not be turned into a DataFrame: {exc}") from exc
-    raise TypeError(
-        f"data must be a pandas DataFrame or a mapping of column name to values, "
-        f"got {type(data).__name__}"
-    )
-
-
-_NO_NA = patsy.NAAction(NA_types=[])
-
-
-def _formula_matrices(label: str, formula: str, frame: pd.DataFrame, eval_env, na_action):
-    try:
-        y, X = patsy.dmatrices(
-            formula, frame, return_type="dataframe", NA_action=na_action, eval_env=eval_env
+            raise SpecificationError(
+                f"data could not be turned into a DataFrame: {exc}"
+            ) from exc
+    else:
+        hint = "; convert it with data.to_pandas()" if hasattr(data, "to_pandas") else ""
+        raise TypeError(
+            f"data must be a pandas DataFrame or a mapping of column name to values, "
+            f"got {type(data).__name__}{hint}"
         )
-    except patsy.PatsyError as exc:
-        msg = str(exc).split("\n")[0]
-        missing = [c for c in _names_in(formula) if c not in frame.columns]
-        hint = f"; data has no column(s) {missing}" if missing else ""
+    if isinstance(frame.columns, pd.MultiIndex):
         raise SpecificationError(
-            f"equation {label!r}: cannot build {formula!r}: {msg}{hint}"
-        ) from exc
-    except (NameError, KeyError) as exc:
-        raise SpecificationError(
-            f"equation {label!r}: formula {formula!r} names {exc} which is not a column of "
-            f"data (columns: {list(frame.columns)[:20]})"
-        ) from exc
-    if y.shape[1] != 1 or any(
-        fi.type != "numerical" for fi in y.design_info.factor_infos.values()
-    ):
-        raise SpecificationError(
-            f"equation {label!r}: the response of {formula!r} is not numeric (patsy "
-            f"coded it as categorical: {list(y.columns)[:5]}); give a numeric "
-            "response"
+            "data has MultiIndex columns, which formulas cannot name; flatten them first, "
+            "e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]"
         )
-    return y, X
-
-
-def _names_in(formula: str) -> list[str]:
-    return sorted(set(re.findall(r"[A-Za-z_][A-Za-z0-9_.]*", formula)))
+    if len(frame) == 0:
+        raise SpecificationError("data has no rows; give at least one observation")
+    if not frame.index.is_unique:
+        raise SpecificationError("data's index has duplicate labels; reset_index() first")
+    return frame
 
 
 def _check_finite(label: str, name: str, values: np.ndarray, what: str) -> None:
@@ -213,86 +241,6 @@ def _check_finite(label: str, name: str, values: np.ndarray, what: str) -> None:
         raise SpecificationError(
             f"equation {label!r}: {what} {name!r} contains inf; replace or drop those rows"
         )
-
-
-def _endog_vector(label: str, endog) -> tuple[str, np.ndarray, pd.Index | None]:
-    """The response of an ``(endog, exog)`` pair: its name, values and index (if any)."""
-    if isinstance(endog, pd.DataFrame):
-        if endog.shape[1] != 1:
-            raise SpecificationError(
-                f"equation {label!r}: endog must be one column, got {endog.shape[1]}"
-            )
-        endog = endog.iloc[:, 0]
-    if isinstance(endog, pd.Series):
-        dep = str(endog.name) if endog.name is not None else label
-        return dep, endog.to_numpy(), endog.index
-    y = np.asarray(endog)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise SpecificationError(
-            f"equation {label!r}: endog must be one-dimensional, got shape {y.shape}"
-        )
-    return label, y, None
-
-
-def _exog_matrix(label: str, exog, index) -> tuple[list[str], np.ndarray, pd.Index | None]:
-    """The regressors of an ``(endog, exog)`` pair: column names, values and index."""
-    if isinstance(exog, pd.Series):
-        exog = exog.to_frame()
-    if isinstance(exog, pd.DataFrame):
-        if index is not None and not exog.index.equals(index):
-            raise SpecificationError(
-                f"equation {label!r}: endog and exog have different indexes; align them "
-                "(e.g. exog.reindex(endog.index)) first"
-            )
-        return [str(c) for c in exog.columns], exog.to_numpy(), exog.index
-    X = np.asarray(exog)
-    if X.ndim == 1:
-        X = X[:, None]
-    if X.ndim != 2:
-        raise SpecificationError(
-            f"equation {label!r}: exog must be 2-D (N x p), got shape {X.shape}"
-        )
-    return [f"x{i}" for i in range(X.shape[1])], X, index
-
-
-def _check_pair_rows(label, y, X, index, n_expected, index_expected) -> None:
-    if X.shape[0] != y.shape[0]:
-        raise SpecificationError(
-            f"equation {label!r}: endog has {y.shape[0]} rows but exog has {X.shape[0]}"
-        )
-    if n_expected is not None and y.shape[0] != n_expected:
-        raise SpecificationError(
-            f"equation {label!r}: {y.shape[0]} rows, but earlier equations have {n_expected}; "
-            "every equation must cover the same observations"
-        )
-    if index is not None and index_expected is not None and not index.equals(index_expected):
-        raise SpecificationError(
-            f"equation {label!r}: its index differs from the earlier equations'; every "
-            "equation must be indexed by the same observations (reindex first)"
-        )
-
-
-def _as_float(values: np.ndarray, message: str) -> np.ndarray:
-    try:
-        return values.astype(float)
-    except (TypeError, ValueError) as exc:
-        raise SpecificationError(message) from exc
-
-
-def _pair_arrays(label, pair, n_expected, index_expected):
-    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-        raise TypeError(
-            f"equation {label!r}: expected a patsy formula string or an (endog, exog) pair, "
-            f"got {type(pair).__name__}"
-        )
-    dep, y, index = _endog_vector(label, pair[0])
-    names, X, index = _exog_matrix(label, pair[1], index)
-    _check_pair_rows(label, y, X, index, n_expected, index_expected)
-    y = _as_float(y, f"equation {label!r}: endog {dep!r} is not numeric")
-    X = _as_float(X, f"equation {label!r}: exog is not numeric")
-    return dep, names, y, X, index
 
 
 def _formula_frame(equations: Mapping, labels: list[str], data) -> pd.DataFrame | None:
@@ -304,10 +252,15 @@ def _formula_frame(equations: Mapping, labels: list[str], data) -> pd.DataFrame 
             f"equation {lab!r} is a formula but no data was given; pass "
             "data=<DataFrame> (or give (endog, exog) pairs instead)"
         )
-    frame = _as_frame(data)
-    if not frame.index.is_unique:
-        raise SpecificationError("data's index has duplicate labels; reset_index() first")
-    return frame
+    return _as_frame(data)
+
+
+def _formula_equation(lab: str, spec: str, frame: pd.DataFrame, eval_env):
+    y, X = formula_matrices(lab, spec, frame, eval_env)
+    cols = referenced_columns(lab, spec, frame.columns)
+    eq = Equation(lab, str(y.columns[0]), [str(c) for c in X.columns], spec, columns=cols,
+                  column_types=column_types(frame, cols))
+    return eq, y.iloc[:, 0], X
 
 
 def _collect(equations: Mapping, labels: list[str], frame, eval_env):
@@ -320,12 +273,12 @@ def _collect(equations: Mapping, labels: list[str], frame, eval_env):
     for lab in labels:
         spec = equations[lab]
         if isinstance(spec, str):
-            y, X = _formula_matrices(lab, spec, frame, eval_env, _NO_NA)
-            eqs.append(Equation(lab, str(y.columns[0]), [str(c) for c in X.columns], spec))
-            ys.append(y.iloc[:, 0])
+            eq, y, X = _formula_equation(lab, spec, frame, eval_env)
+            eqs.append(eq)
+            ys.append(y)
             Xs.append(X)
             continue
-        dep, names, y, X, index = _pair_arrays(lab, spec, n_expected, index_expected)
+        dep, names, y, X, index = pair_arrays(lab, spec, n_expected, index_expected)
         n_expected = y.shape[0]
         if index is None:
             index = index_expected if index_expected is not None else pd.RangeIndex(len(y))
@@ -336,9 +289,13 @@ def _collect(equations: Mapping, labels: list[str], frame, eval_env):
     return eqs, ys, Xs
 
 
-def _complete_rows(eqs, ys, Xs) -> np.ndarray:
-    """Rows with no missing value in any equation (after the inf and constant checks)."""
-    keep = np.ones(len(ys[0].index), dtype=bool)
+def _complete_rows(eqs, ys, Xs, index: pd.Index) -> np.ndarray:
+    """Rows with no missing value in any equation (after the inf and constant checks).
+
+    Formula matrices hold only their complete rows (patsy drops the others); pairs hold
+    every row, with NaN where values are missing.
+    """
+    keep = np.ones(len(index), dtype=bool)
     for e, y, X in zip(eqs, ys, Xs):
         yv, Xv = y.to_numpy(dtype=float), X.to_numpy(dtype=float)
         _check_finite(e.label, e.dep_name, yv, "response")
@@ -348,12 +305,47 @@ def _complete_rows(eqs, ys, Xs) -> np.ndarray:
         if finite_y.size > 1 and np.ptp(finite_y) == 0:
             raise SpecificationError(
                 f"equation {e.label!r}: the response {e.dep_name!r} is constant "
-                f"({finite_y[0]!r} in every row); its error variance is zero and the "
+                f"({float(finite_y[0])!r} in every row); its error variance is zero and the "
                 "likelihood is unbounded. Drop the equation"
             )
-        keep &= ~np.isnan(yv)
-        keep &= ~np.any(np.isnan(Xv), axis=1)
+        complete = np.zeros(len(index), dtype=bool)
+        complete[index.get_indexer(y.index)] = ~np.isnan(yv) & ~np.any(np.isnan(Xv), axis=1)
+        if not complete.any():
+            raise SpecificationError(
+                f"equation {e.label!r}: every row has a missing value in its variables "
+                f"({e.formula!r} or its endog/exog), so no observation is left; check "
+                "those columns"
+                if e.formula is not None else
+                f"equation {e.label!r}: every row has a missing value in its endog or exog, "
+                "so no observation is left"
+            )
+        keep &= complete
     return keep
+
+
+def _report_transform_nans(eqs, Xs, frame, missing: str) -> None:
+    """Warn (or raise) when transforms, not the data, create the missing values."""
+    notes = []
+    for e, X in zip(eqs, Xs):
+        if e.formula is None:
+            continue
+        made = int(transform_nan_rows(frame, e.columns, X.index).sum())
+        if made:
+            notes.append(
+                f"equation {e.label!r}: {made} of {len(frame)} rows are NaN after evaluating "
+                f"{e.formula!r} although the data have values there (e.g. the log of a "
+                "non-positive number)"
+            )
+    if not notes:
+        return
+    if missing == "raise":
+        raise SpecificationError("; ".join(notes) + "; missing='raise' refuses them: fix the "
+                                 "data or the formula, or use missing='drop'")
+    warnings.warn(
+        "; ".join(notes) + "; these rows are dropped from every equation (see n_dropped)",
+        DroppedRowsWarning,
+        stacklevel=external_stacklevel(),
+    )
 
 
 def _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env) -> None:
@@ -364,9 +356,23 @@ def _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env) -> None:
     """
     for i, e in enumerate(eqs):
         if e.formula is not None:
-            y, X = _formula_matrices(e.label, e.formula, formula_data, eval_env, _NO_NA)
+            y, X = formula_matrices(e.label, e.formula, formula_data, eval_env)
+            if len(X) != len(formula_data):  # pragma: no cover - transforms of the subset
+                raise SpecificationError(
+                    f"equation {e.label!r}: {e.formula!r} gives missing values on the rows "
+                    "kept for estimation when evaluated on them alone; compute the "
+                    "transformed columns in the data first"
+                )
             ys[i], Xs[i] = y.iloc[:, 0], X
             e.exog_names = [str(c) for c in X.columns]
+
+
+def _formula_data(eqs, frame: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
+    """A copy of the columns the formulas read, on the rows used."""
+    cols: list[str] = []
+    for e in eqs:
+        cols.extend(c for c in e.columns if c not in cols)
+    return frame.loc[rows, cols].copy(deep=True)
 
 
 def build_system(
@@ -382,7 +388,7 @@ def build_system(
     equations : dict
         Label -> patsy formula string (needs ``data``) or label -> ``(endog, exog)``.
     data : DataFrame or mapping, optional
-        Data for the formulas.
+        Data for the formulas. Never modified, and not referred to afterwards.
     missing : {"drop", "raise"}
         Rows with a missing value in any equation's variables are dropped from every
         equation (``"drop"``) or raise an error (``"raise"``).
@@ -398,9 +404,11 @@ def build_system(
     labels = _check_labels(equations)
     frame = _formula_frame(equations, labels, data)
     eqs, ys, Xs = _collect(equations, labels, frame, eval_env)
-    index = ys[0].index
-    keep = _complete_rows(eqs, ys, Xs)
+    index = frame.index if frame is not None else ys[0].index
+    keep = _complete_rows(eqs, ys, Xs, index)
     n_dropped = int((~keep).sum())
+    if frame is not None:
+        _report_transform_nans(eqs, Xs, frame, missing)
     if n_dropped and missing == "raise":
         raise SpecificationError(
             f"{n_dropped} rows have missing values and missing='raise'; use missing='drop'"
@@ -410,19 +418,16 @@ def build_system(
             "every row has a missing value in some equation's variables, so no observation "
             "is left; check the columns with many NaNs"
         )
+    kept = index[keep]
     formula_data = None
     if frame is not None:
-        formula_data = frame.loc[index[keep]] if n_dropped else frame
+        formula_data = _formula_data(eqs, frame, kept)
         if n_dropped:
             _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env)
         for e, X in zip(eqs, Xs):
             if e.formula is not None:
-                e.design_info = getattr(X, "design_info", None)
-                if e.design_info is None:
-                    raise SpecificationError(
-                        f"equation {e.label!r}: patsy returned no design info"
-                    )
-    kept = index[keep]
+                e.design_info = X.design_info
+                freeze_design(e.design_info)
 
     def rows(values: np.ndarray) -> np.ndarray:
         # formula designs rebuilt on the kept rows already have len(kept) rows
@@ -431,5 +436,5 @@ def build_system(
     endog = pd.DataFrame(
         {e.label: rows(y.to_numpy(dtype=float)) for e, y in zip(eqs, ys)}, index=kept
     )
-    exog = [rows(X.to_numpy(dtype=float)) for X in Xs]
+    exog = [np.array(rows(X.to_numpy(dtype=float)), dtype=float) for X in Xs]
     return EquationSystem(eqs, endog, exog, n_dropped, formula_data)

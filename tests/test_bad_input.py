@@ -76,9 +76,15 @@ def test_formulas_without_data(F):
         LowRankSUR(F)
 
 
-@pytest.mark.parametrize("label", [1, None, ""])
+@pytest.mark.parametrize("label", [1, None, ("a",)])
 def test_bad_label(wide, F, label):
     with pytest.raises(TypeError, match="labels must be non-empty strings"):
+        LowRankSUR({label: "invest_gm ~ value_gm", **F}, wide)
+
+
+@pytest.mark.parametrize("label", ["", "  ", "\t"])
+def test_blank_label(wide, F, label):
+    with pytest.raises(SpecificationError, match="is blank; give every equation a name"):
         LowRankSUR({label: "invest_gm ~ value_gm", **F}, wide)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..bounded import check_bounded, warn_unbounded
 from ..design import SURDesign
+from ..exceptions import PerformanceWarning, external_stacklevel
 from ..options import FitOptions, check_rank
 from ..selection import warn_if_unidentified
 from .common import Start
@@ -61,7 +63,10 @@ def fit_design(
     if not bounded.bounded:
         warn_unbounded(bounded, rank, design.eq_names)
     start = _user_start(design, rank, start_params)
-    rec = fit_with_starts(get_fitter(opts.method).fit, design, Y, rank, opts, start)
+    fitter = get_fitter(opts.method)
+    if fitter.dense:
+        _warn_if_dense_is_large(design, opts.method)
+    rec = fit_with_starts(fitter.fit, design, Y, rank, opts, start)
     rec.likelihood_bounded = bounded.bounded
     return rec
 
@@ -97,7 +102,36 @@ def _user_start(design: SURDesign, rank: int, start_params) -> Start | None:
     return Start(A, F, D, "start_params")
 
 
+#: A dense fitter warns above this many equations, or this projected memory (bytes).
+DENSE_WARN_K = 2000
+DENSE_WARN_BYTES = 2e9
+
+
+def _warn_if_dense_is_large(design: SURDesign, method: str) -> None:
+    """Warn before a dense fitter builds K x K (and, unshared, P x P) arrays that are large."""
+    K, P = design.k_eqs, 0 if design.shared else design.k_params
+    # Sigma and its inverse (2 K^2) and the dense GLS normal matrix and its pieces (3 P^2),
+    # as measured for the benchmarks (benchmarks/surbench/methods.py)
+    need = 8.0 * (2.0 * K * K + 3.0 * P * P)
+    if K <= DENSE_WARN_K and need <= DENSE_WARN_BYTES:
+        return
+    warnings.warn(
+        f"method={method!r} is the dense reference: with K={K} equations"
+        f"{f' and P={P} coefficients' if P else ''} it builds K x K"
+        f"{' and P x P' if P else ''} arrays (about {need / 1e9:.1f} GB) and factors them "
+        "every iteration, which can take minutes to hours; method='als' (the default) "
+        "gives the same estimates with O(N K k) memory",
+        PerformanceWarning,
+        stacklevel=external_stacklevel(),
+    )
+
+
 def _check_response(Y, Xs, names) -> np.ndarray:
+    if np.iscomplexobj(Y) or any(np.iscomplexobj(X) for X in Xs):
+        raise ValueError(
+            "Y or Xs holds complex numbers; the model needs real numbers: use the real part "
+            "or the modulus explicitly (np.real, np.abs)"
+        )
     Y = np.asarray(Y, dtype=float)
     if Y.ndim != 2:
         raise ValueError(f"Y must be 2-D (N x K), got shape {Y.shape}")
@@ -168,7 +202,17 @@ def fit_arrays(
     True
     """
     opts = FitOptions.from_kwargs(options, **kwargs)
-    names = list(eq_names) if eq_names is not None else None
+    if isinstance(Xs, (Mapping, str, np.ndarray)) and not (
+        isinstance(Xs, np.ndarray) and Xs.ndim == 3
+    ):
+        raise TypeError(
+            "Xs must be a sequence of K regressor matrices (one per equation), got "
+            f"{type(Xs).__name__}"
+        )
+    Xs = list(Xs)  # any iterable, e.g. a generator
+    if isinstance(eq_names, str):
+        raise TypeError(f"eq_names must be a sequence of K labels, not one string {eq_names!r}")
+    names = [str(n) for n in eq_names] if eq_names is not None else None
     Y = _check_response(Y, Xs, names)
     design = SURDesign(Xs, eq_names=names)
     if Y.shape[0] != design.nobs:

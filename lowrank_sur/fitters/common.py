@@ -17,7 +17,8 @@ from ..options import FitOptions
 from ..starts import start_values
 from .record import FitRecord
 
-__all__ = ["Start", "Progress", "ols_start", "finish", "param_change", "llf_close", "report"]
+__all__ = ["Start", "Progress", "ols_start", "finish", "param_change", "llf_close", "report",
+           "join_equations"]
 
 
 @dataclass
@@ -28,6 +29,19 @@ class Start:
     F: np.ndarray
     D: np.ndarray
     label: str = "user"
+
+
+#: OLS residual variances the fit can work with: squares and products of the variances
+#: (and their inverses) must stay inside double precision.
+VARIANCE_RANGE = (1e-100, 1e100)
+
+
+def join_equations(names: list[str]) -> str:
+    """``"equation 'a'"`` for one name, ``"equations 'a', 'b'"`` for several."""
+    prefix = "equation "
+    if len(names) > 1 and all(n.startswith(prefix) for n in names):
+        return "equations " + ", ".join(n[len(prefix):] for n in names)
+    return ", ".join(names)
 
 
 @dataclass
@@ -59,6 +73,7 @@ class Progress:
     evaluations: int = 0
     cg_iterations: int = 0
     converged: bool = False
+    last_change: float | None = None
 
 
 def param_change(A0, A1, F0, F1, D0, D1) -> float:
@@ -93,16 +108,31 @@ def ols_start(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
     """
     A = design.ols(Y)
     R = Y - design.fitted(A)
-    s2 = np.einsum("ij,ij->j", R, R) / design.nobs
-    # A fit is exact when the residuals are at rounding level relative to the response.
-    ynorm2 = np.einsum("ij,ij->j", Y, Y) / design.nobs
-    exact = s2 <= (1e-10) ** 2 * np.maximum(ynorm2, np.finfo(float).tiny)
+    # Sums of squares on each response's own scale, so that huge or tiny responses do not
+    # overflow or underflow; a fit is exact when the residuals are at rounding level.
+    scale = np.max(np.abs(Y), axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    ss_res = np.einsum("ij,ij->j", R / scale, R / scale)
+    ss_y = np.einsum("ij,ij->j", Y / scale, Y / scale)
+    exact = ss_res <= (1e-10) ** 2 * ss_y
     if np.any(exact):
-        bad = [design.eq_names[j] for j in np.flatnonzero(exact)]
         raise ValueError(
-            f"{', '.join(bad)}: the regressors fit the response exactly (residuals at "
-            "rounding level), so the likelihood is unbounded; drop the equation, or the "
-            "regressors that reproduce the response"
+            f"{join_equations([design.eq_names[j] for j in np.flatnonzero(exact)])}: the "
+            "regressors fit the response exactly (residuals at rounding level), so the "
+            "likelihood is unbounded; drop the equation, or the regressors that reproduce "
+            "the response"
+        )
+    with np.errstate(over="ignore", under="ignore"):
+        s2 = ss_res / design.nobs * scale**2
+    extreme = ~((s2 >= VARIANCE_RANGE[0]) & (s2 <= VARIANCE_RANGE[1]))
+    if np.any(extreme):
+        j = int(np.flatnonzero(extreme)[0])
+        order = np.log10(ss_res[j] / design.nobs) + 2.0 * np.log10(scale[j])
+        raise ValueError(
+            f"{design.eq_names[j]}: the residual variance of the response is of order "
+            f"1e{order:+.0f}, outside what the fit can represent ({VARIANCE_RANGE[0]:g} to "
+            f"{VARIANCE_RANGE[1]:g}); rescale the response, e.g. divide it by "
+            f"1e{np.log10(scale[j]):+.0f}"
         )
     floor = opts.d_floor * s2
     if start is None:
@@ -114,23 +144,37 @@ def ols_start(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
     return Progress(A, np.array(start.F, dtype=float), np.maximum(start.D, floor), floor, []), R
 
 
+def _convergence_advice(st: Progress, opts: FitOptions) -> str:
+    """Which tolerance held the fit back, and what to change."""
+    h = st.history
+    last = abs(h[-1] - h[-2]) / max(abs(h[-1]), 1.0) if len(h) > 1 else float("nan")
+    text = f"last relative llf change {last:.2e} against tol={opts.tol:g}"
+    if st.last_change is None:
+        return text + "); increase maxiter, or loosen tol and ptol"
+    text += f", largest parameter change {st.last_change:.2e} against ptol={opts.ptol:g}"
+    if last <= opts.tol:
+        return text + "); the log-likelihood had settled: increase maxiter or loosen ptol"
+    if st.last_change <= opts.ptol:
+        return text + "); the parameters had settled: increase maxiter or loosen tol"
+    return text + "); increase maxiter, or loosen tol and ptol"
+
+
 def _warn(design: SURDesign, st: Progress, heywood: np.ndarray, opts: FitOptions) -> None:
     if not st.converged:
-        h = st.history
-        last = abs(h[-1] - h[-2]) / max(abs(h[-1]), 1.0) if len(h) > 1 else float("nan")
         warnings.warn(
             f"{opts.method.upper()} did not converge in maxiter={opts.maxiter} iterations "
-            f"(last relative llf change {last:.2e}); increase maxiter or loosen tol",
+            f"({_convergence_advice(st, opts)}",
             ConvergenceWarning,
             stacklevel=external_stacklevel(),
         )
     if heywood.size:
-        names = [design.eq_names[j] for j in heywood[:10]]
+        names = join_equations([design.eq_names[j] for j in heywood[:10]])
         more = f" and {heywood.size - 10} more" if heywood.size > 10 else ""
+        one = heywood.size == 1
         warnings.warn(
-            f"Heywood case: the idiosyncratic variance of {', '.join(names)}{more} hit its "
-            "floor (the factors explain nearly all of its error variance); consider a "
-            "lower rank",
+            f"Heywood case: the idiosyncratic variance{'' if one else 's'} of {names}{more} "
+            f"hit {'its' if one else 'their'} floor (the factors explain nearly all of "
+            f"{'its' if one else 'their'} error variance); consider a lower rank",
             HeywoodWarning,
             stacklevel=external_stacklevel(),
         )

@@ -69,8 +69,9 @@ class _Sweeper:
         return A1, canonical_loadings(ff.F, ff.D), ff.D, ff.llf
 
     def converged(self, x0, x1, llf0: float, llf1: float) -> bool:
-        return llf_close(llf0, llf1, self.opts.tol) and param_change(
-            x0[0], x1[0], x0[1], x1[1], x0[2], x1[2]) <= self.opts.ptol
+        change = param_change(x0[0], x1[0], x0[1], x1[1], x0[2], x1[2])
+        self.st.last_change = change
+        return llf_close(llf0, llf1, self.opts.tol) and change <= self.opts.ptol
 
     def accept(self, x, llf: float) -> None:
         st = self.st

@@ -1,0 +1,172 @@
+"""The results summary: header, one coefficient table per equation, the factor structure.
+
+:func:`build_summary` is what :meth:`LowRankSURResults.summary
+<lowrank_sur.results.LowRankSURResults.summary>` returns; it reads only what the
+results keep after ``remove_data()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from statsmodels.iolib.summary import Summary, summary_params
+from statsmodels.iolib.table import SimpleTable
+
+from .fitters import get_fitter
+from .options import check_int
+
+__all__ = ["build_summary", "check_alpha", "shown_equations"]
+
+
+def check_alpha(alpha) -> float:
+    """Validate a significance level: a number in (0, 1)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"alpha must be a number in (0, 1), e.g. 0.05 for 95% intervals, got {alpha!r}"
+        )
+    if not 0.0 < float(alpha) < 1.0:
+        raise ValueError(
+            f"alpha must be in (0, 1), e.g. 0.05 for 95% intervals, got {alpha!r}"
+        )
+    return float(alpha)
+
+
+def shown_equations(labels: list[str], max_equations, equations) -> list[int]:
+    """Indices of the equation blocks to show."""
+    if equations is None:
+        n = check_int("max_equations", max_equations, 0)
+        return list(range(min(len(labels), n)))
+    if isinstance(equations, str):
+        equations = [equations]
+    try:
+        equations = list(equations)
+    except TypeError:
+        raise TypeError(
+            f"equations must be a list of equation labels, got {type(equations).__name__}"
+        ) from None
+    unknown = [e for e in equations if e not in labels]
+    if unknown:
+        raise KeyError(
+            f"unknown equation label(s) {unknown[:10]}; the labels are {labels[:10]}"
+            f"{' ...' if len(labels) > 10 else ''}"
+        )
+    return list(dict.fromkeys(labels.index(e) for e in equations))  # each once, in order
+
+
+def _header(res) -> tuple[list, list]:
+    left = [
+        ("Model:", ["LowRankSUR"]),
+        ("Method:", [get_fitter(res.method).label]),
+        ("Rank (factors):", [str(res.rank)]),
+        ("No. Equations:", [str(res.k_eqs)]),
+        ("No. Observations:", [str(res.nobs)]),
+        ("Rows dropped:", [str(res.n_dropped)]),
+        ("Starts (maxima):", [f"{len(res.starts) if res.starts is not None else 1} "
+                              f"({res.n_maxima})"]),
+        ("Date:", None),
+        ("Time:", None),
+    ]
+    right = [
+        ("Log-Likelihood:", [f"{res.llf:#.6g}"]),
+        ("AIC:", [f"{res.aic:#.6g}"]),
+        ("BIC:", [f"{res.bic:#.6g}"]),
+        ("Converged:", [str(res.converged)]),
+        ("Iterations:", [str(res.iterations)]),
+        ("Heywood cases:", [str(len(res.heywood))]),
+        ("Covariance Type:", [res.cov_type]),
+        ("Bounded likelihood:", [str(res.likelihood_bounded)]),
+        ("Degenerate:", [str(res.degenerate)]),
+    ]
+    return left, right
+
+
+def _maximum_notes(res) -> list[str]:
+    """What the summary says about the maximum: bounded, degenerate, several maxima."""
+    notes = []
+    if not res.likelihood_bounded:
+        notes.append(
+            "WARNING: the likelihood at this rank is unbounded for these data; the "
+            "estimate is at best a local maximum, not the MLE (use a lower rank)."
+        )
+    if res.degenerate:
+        notes.append(
+            "WARNING: degenerate fit: the likelihood keeps rising as the floor on D is "
+            "lowered; these estimates are not at a maximum."
+        )
+    if res.n_maxima > 1:
+        notes.append(
+            f"{res.n_maxima} distinct maxima were found from {len(res.starts)} starts; "
+            "the best proper one is reported (results.starts)."
+        )
+    return notes
+
+
+def _notes(res, shown, labels) -> list[str]:
+    notes = []
+    if len(shown) < len(labels):
+        notes.append(
+            f"Showing {len(shown)} of {len(labels)} equations; results.params, "
+            "results.bse and results.factor_summary() hold all of them, and "
+            "summary(equations=[...]) selects others."
+        )
+    if not res.converged:
+        notes.append(
+            f"WARNING: the fit did not converge in {res.iterations} iterations; "
+            "the estimates are not the MLE (increase maxiter)."
+        )
+    notes.extend(_maximum_notes(res))
+    if res.heywood:
+        notes.append(
+            "Heywood case(s): idiosyncratic variance at its floor for "
+            f"{', '.join(res.heywood[:10])}{' ...' if len(res.heywood) > 10 else ''}."
+        )
+    notes.append(res._coef_cov.note)
+    return notes
+
+
+def factor_table(res, shown) -> SimpleTable:
+    """The per-equation factor structure of the shown equations."""
+    fs = res.factor_summary()
+    show_loadings = 0 < res.rank <= 5
+    cols = ["uniqueness", "communality", "common_share"]
+    if show_loadings:
+        cols = list(fs.columns[: res.rank]) + cols
+    data = [[f"{fs.iloc[j][c]:.4g}" for c in cols] for j in shown]
+    stubs = [res.equation_labels[j] for j in shown]
+    title = f"Error factor structure (rank {res.rank}"
+    if res.rank:
+        share = fs.attrs["factor_share"]
+        title += "; share of error variance: " + ", ".join(f"{v:.1%}" for v in share.to_numpy())
+    title += ")"
+    return SimpleTable(data, headers=cols, stubs=stubs, title=title)
+
+
+def build_summary(res, alpha: float = 0.05, max_equations: int = 20,
+                  equations=None) -> Summary:
+    """The summary of a :class:`~lowrank_sur.results.LowRankSURResults` (see its method)."""
+    alpha = check_alpha(alpha)
+    labels = res.equation_labels
+    shown = shown_equations(labels, max_equations, equations)
+    left, right = _header(res)
+    smry = Summary()
+    smry.add_table_2cols(res, gleft=left, gright=right, title="Low-Rank SUR Results")
+    params = np.asarray(res.params)
+    bse = np.asarray(res.bse)
+    tv = params / bse
+    pv = np.asarray(res.pvalues)
+    ci = np.asarray(res.conf_int(alpha))
+    d = res.model.design
+    for j in shown:
+        eq = res.model.system.equations[j]
+        sl = slice(d.offsets[j], d.offsets[j + 1])
+        tab = summary_params(
+            (res, params[sl], bse[sl], tv[sl], pv[sl], ci[sl]),
+            yname=eq.dep_name,
+            xname=list(eq.exog_names),
+            alpha=alpha,
+            use_t=False,
+            title=f"Equation: {eq.label}    Dependent variable: {eq.dep_name}",
+        )
+        smry.tables.append(tab)
+    smry.tables.append(factor_table(res, shown))
+    smry.add_extra_txt(_notes(res, shown, labels))
+    return smry
