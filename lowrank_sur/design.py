@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .threads import single_threaded
+
 __all__ = ["SURDesign", "CollinearityError"]
 
 #: Relative size of ``|R_ii|`` (against the largest) below which columns are collinear.
@@ -79,6 +81,7 @@ class SURDesign:
         True when every equation has identical regressors.
     """
 
+    @single_threaded
     def __init__(
         self,
         Xs: Sequence[np.ndarray],
