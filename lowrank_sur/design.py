@@ -167,6 +167,60 @@ class SURDesign:
             return ST @ self.Q[0].T
         return np.einsum("kpn,kn->kp", self.Q, ST, optimize=False)
 
+    def fitted_mixed(self, A: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Return ``W' M`` (k x N) for ``M`` = :meth:`fitted_t` of ``A``, without forming M.
+
+        One pass over the stored Q: ``sum_j w_j (Q_j a_j)'`` is a single (k x K pmax) by
+        (K pmax x N) product.
+        """
+        if self.shared:
+            return (W.T @ A) @ self.Q[0]
+        B = (W.T[:, :, None] * A[None, :, :]).reshape(W.shape[1], -1)
+        return B @ self._Qflat
+
+    def rmul_mixed(self, Z: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Return the K x pmax matrix with rows ``Q_j' Z' w_j`` for ``Z`` (k x N), ``W`` (K x k).
+
+        One pass over the stored Q (a (k x N) by (N x K pmax) product); with
+        :meth:`fitted_mixed` it applies the low-rank part of ``Sigma^{-1}`` to the
+        whole design without a K x N temporary. ``Z`` may be a stack (s x k x N) of
+        such matrices: the result is then s x K x pmax, still from one pass.
+        """
+        lead, (k, n) = Z.shape[:-2], Z.shape[-2:]
+        if self.shared:
+            T = np.matmul(Z, self.Q[0].T)  # (..., k, pmax)
+            return np.matmul(W, T)
+        T = (Z.reshape(-1, n) @ self._Qflat.T).reshape(*lead, k, self.k_eqs, self.pmax)
+        return np.einsum("...rjc,jr->...jc", T, W, optimize=False)
+
+    def residuals(self, YT: np.ndarray, A: np.ndarray, out: np.ndarray | None = None):
+        """Return ``Y - fitted(A)`` as an N x K view of a contiguous K x N array.
+
+        Parameters
+        ----------
+        YT : ndarray, shape (K, N)
+            The responses, transposed and C-contiguous.
+        A : ndarray, shape (K, pmax)
+            Whitened coefficients.
+        out : ndarray, shape (K, N), optional
+            Buffer to write the transposed residuals into (reused across sweeps).
+        """
+        if self.shared:
+            out = np.matmul(A, self.Q[0], out=out)
+        else:
+            out = np.einsum("kpn,kp->kn", self.Q, A, optimize=False, out=out)
+        np.subtract(YT, out, out=out)
+        return out.T
+
+    @property
+    def _Qflat(self) -> np.ndarray:
+        return self.Q.reshape(-1, self.nobs)
+
+    @property
+    def real_mask(self) -> np.ndarray:
+        """K x pmax array: 1 for real coefficients, 0 for the padding."""
+        return (np.arange(self.pmax)[None, :] < self.p[:, None]).astype(float)
+
     def fitted(self, A: np.ndarray) -> np.ndarray:
         """Return the N x K matrix ``[Q_1 a_1, ..., Q_K a_K]`` for whitened coefs ``A``."""
         return self.fitted_t(A).T

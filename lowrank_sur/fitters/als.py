@@ -37,10 +37,16 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions) -> Fi
         st.iterations, st.evaluations = 1, ff.evaluations
         return finish(design, st, opts, llf=ff.llf)
 
+    QtY = st.A.copy()  # the OLS start is Q_j' y_j, which every right-hand side uses
+
     def beta_step(st: Progress) -> np.ndarray:
+        # CG on the correction from the current coefficients, whose residuals the last
+        # factor step used: stopping rule ||c~ - A~ a|| <= cg_rtol ||c~|| as for a
+        # warm-started solve of A~ a = c~
         op = GLSOperator(design, LowRankCovariance(st.F, st.D, validate=False))
-        a = op.solve(op.rhs(Y), x0=st.A.ravel(), rtol=opts.cg_rtol)
+        r0, c_norm = op.residual_system(QtY, st.A, Y, st.resid)
+        delta = op.solve(r0, rtol=0.0, atol=opts.cg_rtol * c_norm)
         st.cg_iterations += op.cg_iterations
-        return a.reshape(st.A.shape)
+        return st.A + delta.reshape(st.A.shape)
 
     return finish(design, run_sweeps(design, Y, beta_step, st, opts, "ALS sweep"), opts)

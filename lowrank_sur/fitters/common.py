@@ -45,6 +45,9 @@ class Progress:
         Outer iterations, factor-step evaluations, conjugate-gradient iterations.
     converged : bool
         Whether the stopping rule held at the last iteration.
+    resid : ndarray, shape (N, K), optional
+        The residuals at ``A`` (None when not known); a view of a buffer that the
+        next sweep overwrites.
     """
 
     A: np.ndarray
@@ -56,6 +59,7 @@ class Progress:
     evaluations: int = 0
     cg_iterations: int = 0
     converged: bool = False
+    resid: np.ndarray | None = None
 
 
 def param_change(A0, A1, F0, F1, D0, D1) -> float:
@@ -103,7 +107,7 @@ def ols_start(design: SURDesign, Y: np.ndarray, rank: int,
         )
     floor = opts.d_floor * s2
     F, D = start_values(R, rank, floor)
-    return Progress(A, F, D, floor, []), R
+    return Progress(A, F, D, floor, [], resid=R), R
 
 
 def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: Callable[[Progress], np.ndarray],
@@ -114,17 +118,20 @@ def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: Callable[[Progress],
     (dense beta step). Updates and returns ``st``.
     """
     em_cycles = EM_CYCLES
+    # residuals in the K x N layout of the design, one buffer reused by every sweep
+    YT = np.ascontiguousarray(Y.T)
+    buf = np.empty_like(YT)
     while st.iterations < opts.maxiter:
         st.iterations += 1
         A_new = beta_step(st)
-        ff = fit_factor(Y - design.fitted(A_new), st.F, st.D, st.floor,
-                        opts.factor_options(em_cycles))
+        R = design.residuals(YT, A_new, out=buf)
+        ff = fit_factor(R, st.F, st.D, st.floor, opts.factor_options(em_cycles))
         st.evaluations += ff.evaluations
         # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
         em_cycles = EM_CYCLES_AFTER_PROFILE if ff.profile_evaluations else EM_CYCLES
         change = param_change(st.A, A_new, st.F, ff.F, st.D, ff.D)
         st.converged = llf_close(st.history[-1], ff.llf, opts.tol) and change <= opts.ptol
-        st.A, st.F, st.D = A_new, ff.F, ff.D
+        st.A, st.F, st.D, st.resid = A_new, ff.F, ff.D, R
         st.history.append(ff.llf)
         report(opts, name, st.iterations, ff.llf, st.history[-1] - st.history[-2])
         if st.converged:

@@ -96,6 +96,7 @@ def fit_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions) -> Fit
                   maxiter=min(opts.maxiter, EM_CYCLES), accelerate=opts.accelerate,
                   scale=xscale)
     st.A, st.F, st.D = (v.copy() for v in em.unpack(res.x))
+    st.resid = None  # the OLS residuals no longer match st.A
     st.history = list(res.llf_history)
     st.iterations, st.evaluations, st.converged = res.iterations, res.evaluations, res.converged
 
