@@ -31,7 +31,11 @@ class CollinearityError(ValueError):
 
 
 def _validated_arrays(Xs: Sequence[np.ndarray], names: list[str]) -> list[np.ndarray]:
-    """The regressor matrices as finite 2-D float arrays with a common number of rows."""
+    """The regressor matrices as 2-D float arrays with a common number of rows.
+
+    Finiteness is checked on the stacked chunks the QR factors are computed from
+    (:meth:`SURDesign._factor`), one call per chunk rather than per equation.
+    """
     if len(Xs) == 0:
         raise ValueError("Xs is empty: give one regressor matrix per equation")
     arrays = []
@@ -49,8 +53,6 @@ def _validated_arrays(Xs: Sequence[np.ndarray], names: list[str]) -> list[np.nda
                 f"{names[j]}: regressors have {X.shape[0]} rows but {names[0]} has {N}; "
                 "every equation must use the same N observations"
             )
-        if not np.all(np.isfinite(X)):
-            raise ValueError(f"{names[j]}: regressors contain NaN or inf")
         if X.shape[1] > N:
             raise ValueError(
                 f"{names[j]}: {X.shape[1]} regressors but only {N} observations; "
@@ -123,20 +125,30 @@ class SURDesign:
             # transient copies stay small next to the stored Q.
             for start in range(0, group.size, _QR_CHUNK):
                 members = group[start : start + _QR_CHUNK]
-                q, r = np.linalg.qr(np.stack([arrays[j] for j in members]))
-                self._check_collinear(arrays, members, r, exog_names)
+                Xc = np.stack([arrays[j] for j in members])  # (m, N, p)
+                self._check_finite(Xc, members)
+                q, r = np.linalg.qr(Xc)
+                self._check_collinear(Xc, members, r, exog_names)
                 sign = np.sign(np.diagonal(r, axis1=1, axis2=2)).copy()
                 sign[sign == 0] = 1.0
+                if members[-1] - members[0] == members.size - 1:  # contiguous: a slice
+                    members = slice(int(members[0]), int(members[-1]) + 1)
                 self.Q[members, :p, :] = np.swapaxes(q * sign[:, None, :], 1, 2)
                 self.R[members, :p, :p] = r * sign[:, :, None]
         self.Rinv = np.linalg.inv(self.R)
 
     # ----------------------------------------------------------------- build
-    def _check_collinear(self, arrays, members, r, exog_names) -> None:
+    def _check_finite(self, Xc: np.ndarray, members: np.ndarray) -> None:
+        finite = np.isfinite(Xc).all(axis=(1, 2))
+        if not finite.all():
+            j = int(members[np.flatnonzero(~finite)[0]])
+            raise ValueError(f"{self.eq_names[j]}: regressors contain NaN or inf")
+
+    def _check_collinear(self, Xc, members, r, exog_names) -> None:
         # |r_ii| / ||x_i|| is the sine of the angle between column i and the span of
         # the columns before it: (numerically) zero means column i is redundant.
         diag = np.abs(np.diagonal(r, axis1=1, axis2=2))
-        colnorm = np.stack([np.linalg.norm(arrays[j], axis=0) for j in members])
+        colnorm = np.sqrt(np.einsum("mnp,mnp->mp", Xc, Xc))
         bad = diag <= COLLINEARITY_RTOL * np.maximum(colnorm, np.finfo(float).tiny)
         if not np.any(bad):
             return
