@@ -140,6 +140,34 @@ def test_subspace_iteration_matches_thin_svd():
     np.testing.assert_allclose(rest, np.sum(sv[k:] ** 2), rtol=1e-10)
 
 
+@pytest.mark.parametrize(("n", "K"), [(120, 400), (400, 200)])
+def test_gram_route_matches_thin_svd_and_refuses_near_the_floor(n, K):
+    """Weak factors (small eigengap): the Gram route replaces the slow subspace iteration."""
+    rng = np.random.default_rng(2)
+    k = 3
+    F = 0.05 * rng.normal(size=(K, k))
+    R = LowRankCovariance(F, rng.uniform(0.5, 1.5, K)).sample(n, rng)
+    prob = fac.FactorProblem(R, k, 1e-8 * np.einsum("ij,ij->j", R, R) / n)
+    prof = profile.ProfileLikelihood(prob)
+    assert not prof.dense and prof._gram_side == min(n, K)
+    theta = np.log(rng.uniform(0.3, 1.0, K))
+    lam, U, rest = prof._gram(prof._weights(theta))
+    _, sv, vt = np.linalg.svd(R * prof._weights(theta), full_matrices=False)
+    np.testing.assert_allclose(lam, sv[:k] ** 2, rtol=1e-12)
+    np.testing.assert_allclose(np.abs(np.diag(U.T @ vt[:k].T)), 1.0, atol=1e-9)
+    np.testing.assert_allclose(rest, np.sum(sv[k:] ** 2), rtol=1e-12)
+    # the subspace iteration gives up quickly on this eigengap; eig then uses the Gram
+    prof.eig(theta)
+    assert prof._use_gram
+    # one D_j near its floor: lambda_1 / gap is huge, the Gram route declines (thin SVD)
+    theta[0] = prof.lb[0]
+    assert prof._gram(prof._weights(theta)) is None
+    lam2, _, rest2 = prof.eig(theta)
+    _, sv, _ = np.linalg.svd(R * prof._weights(theta), full_matrices=False)
+    np.testing.assert_allclose(lam2, sv[:k] ** 2, rtol=1e-12)
+    np.testing.assert_allclose(rest2, np.sum(sv[k:] ** 2), rtol=1e-10)
+
+
 def test_squarem_scale_makes_the_sequence_scale_equivariant():
     R, F0, D0, floor = residual_problem()
     out = []
