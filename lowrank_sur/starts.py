@@ -6,6 +6,8 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse.linalg import svds
 
+from .threads import single_threaded
+
 __all__ = ["start_values", "GRAM_MAX"]
 
 #: Largest ``min(N, K)`` for which the top singular pairs come from the eigen-decomposition
@@ -36,6 +38,7 @@ def _top_singular_pairs(Rs: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarr
     return s, vt
 
 
+@single_threaded
 def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Principal-component start: F from the top-k singular pairs of ``R / sqrt(N)``.
 
