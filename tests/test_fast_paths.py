@@ -94,3 +94,24 @@ def test_gram_start_values_match_the_svd(N, K):
     # the same (shrunk) loadings up to the sign of each column
     h = np.sqrt(np.clip((var - D) / np.einsum("ij,ij->i", F_svd, F_svd), 0.0, 1.0))
     np.testing.assert_allclose(np.abs(F), np.abs(F_svd * h[:, None]), rtol=1e-8, atol=1e-12)
+
+
+def test_fits_and_standard_errors_run_with_one_blas_thread():
+    """Inside the library BLAS has one thread whatever the caller set; restored after."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from lowrank_sur import LowRankSUR, simulate_sur
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    sim = simulate_sur(40, 6, 3, 1, seed=0)
+    seen = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        model = LowRankSUR({f"y{j}": (sim.Y[:, j], sim.Xs[j]) for j in range(6)})
+        res = model.fit(rank=1, callback=lambda i, llf: seen.append(blas_threads()))
+        assert np.all(np.isfinite(res.bse))
+        after = blas_threads()
+    assert seen and all(s == {1} for s in seen)
+    assert before == after

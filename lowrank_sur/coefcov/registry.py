@@ -67,8 +67,7 @@ def register_cov_type(name: str, aliases: tuple[str, ...] = ()):
     """Class decorator registering an estimator under ``name`` and its ``aliases``.
 
     Its methods ``bse``, ``restricted``, ``full`` and ``solve`` run with one BLAS
-    thread (:func:`lowrank_sur.threads.single_threaded`); large products that gain
-    from threads opt back in with :func:`lowrank_sur.threads.blas_threads_allowed`.
+    thread (:func:`lowrank_sur.threads.single_threaded`).
     """
 
     def decorate(cls: type) -> type:
