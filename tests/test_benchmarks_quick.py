@@ -65,3 +65,31 @@ def test_bse_scaling_quick():
     for K, P, _fit, t_bse, peak, _pxp, nans in rows:
         assert int(P) == 3 * int(K) and int(nans) == 0
         assert float(t_bse) >= 0 and float(peak) > 0
+
+
+def test_default_threads_quick(tmp_path):
+    """The default-threads benchmark runs both configurations and writes its tables."""
+    script = SCRIPT.parent / "default_threads.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = json.loads((tmp_path / "default_threads.json").read_text())
+    records = payload["records"]
+    assert {r["mode"] for r in records} == {"default", "1 thread"}
+    assert [c["kind"] for c in payload["cases"]] == ["fit", "fit", "bse", "sweep"]
+    for r in records:
+        assert "error" not in r, r
+        assert math.isfinite(r["time_s"]) and r["time_s"] > 0, r
+    sweep = [r for r in records if payload["cases"][r["case"]]["kind"] == "sweep"]
+    assert all(r["read_gbs"] > 0 and r["bytes"] > 0 for r in sweep)
+    text = (tmp_path / "default_threads.md").read_text()
+    assert "| fit_arrays K=50 |" in text and "| all bse K=100 |" in text
+    assert "one-pass bound [ms]" in text
+    # the children really ran without, and with, the BLAS thread variables
+    for r in records:
+        want = None if r["mode"] == "default" else "1"
+        assert set(r["blas_env"].values()) == {want}, r
