@@ -65,10 +65,14 @@ def curvature(rho: np.ndarray, b: np.ndarray, P: np.ndarray) -> np.ndarray:
     k = b.shape[1]
     h = 0.5 * rho * rho
     if k:
-        A = rho[:, None, None] * P + b[:, :, None] * b[:, None, :]
-        A[:, np.arange(k), np.arange(k)] += 1e-12  # zero columns of F
-        c = np.linalg.solve(A, b[:, :, None])[:, :, 0]
-        h = h - rho * rho * np.einsum("ij,ij->i", b, c)
+        # b_j' (rho_j P + eps I + b_j b_j')^{-1} b_j = q_j / (1 + q_j) (Sherman-Morrison),
+        # q_j = b_j' (rho_j P + eps I)^{-1} b_j through one eigen-decomposition of P: no
+        # K small solves. eps = 1e-12 keeps zero columns of F harmless.
+        lam, V = np.linalg.eigh(0.5 * (P + P.T))
+        Bv = b @ V
+        q = np.einsum("ji,ji->j", Bv * Bv,
+                      1.0 / (rho[:, None] * np.maximum(lam, 0.0)[None, :] + 1e-12))
+        h = h - rho * rho * q / (1.0 + q)
     return np.maximum(h, 1e-3 * 0.5 * rho * rho)
 
 
