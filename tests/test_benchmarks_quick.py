@@ -80,7 +80,7 @@ def test_default_threads_quick(tmp_path):
     payload = json.loads((tmp_path / "default_threads.json").read_text())
     records = payload["records"]
     assert {r["mode"] for r in records} == {"default", "1 thread"}
-    assert [c["kind"] for c in payload["cases"]] == ["fit", "fit", "bse", "sweep"]
+    assert [c["kind"] for c in payload["cases"]] == ["fit", "fit", "bse", "sweep", "bic"]
     for r in records:
         assert "error" not in r, r
         assert math.isfinite(r["time_s"]) and r["time_s"] > 0, r
