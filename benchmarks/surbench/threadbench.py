@@ -125,7 +125,8 @@ def _child_bse(spec: dict) -> dict:
         t0 = time.perf_counter()
         bse = est.bse()
         times.append(time.perf_counter() - t0)
-    return {"time_s": min(times), "times": times, "route": est.route(),
+    route = est.route() if hasattr(est, "route") else None  # older versions: no route()
+    return {"time_s": min(times), "times": times, "route": route,
             "nan_se": int(np.sum(~np.isfinite(bse)))}
 
 
@@ -283,7 +284,7 @@ def measure(cases: list[Case], versions: dict, rounds: int, alsgls_python: str |
                     records.append({"round": rnd, "case": i, "version": version, "mode": mode,
                                     **out})
                     log(f"  round {rnd + 1} {case.label:<34} {version:<9} {mode:<9} "
-                        f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}")
+                        f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}", flush=True)
             if case.extra.get("weak") and alsgls_python:
                 out_path = str(workdir / f"alsgls_{rnd}.npz")
                 # alsgls with one BLAS thread, its best case (with the default threads its
@@ -294,7 +295,7 @@ def measure(cases: list[Case], versions: dict, rounds: int, alsgls_python: str |
                 records.append({"round": rnd, "case": i, "version": "alsgls",
                                 "mode": "1 thread", **out})
                 log(f"  round {rnd + 1} {case.label:<34} alsgls    1 thread  "
-                    f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}")
+                    f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}", flush=True)
     return records
 
 
