@@ -50,11 +50,7 @@ from .threads import single_threaded
 
 __all__ = ["FactorProblem", "FactorFit", "FactorOptions", "fit_factor", "EM_CYCLES"]
 
-#: SQUAREM cycles of stage 1 before switching to the profile-likelihood stage. Regular
-#: problems whose EM map contracts slowly along one direction (a weakly determined
-#: uniqueness: rate 0.97 measured on a K=7, k=2 problem) need 15 to 65 cycles; 40 lets
-#: the typical one finish in EM (31 cycles there) while Heywood cases, where EM crawls
-#: for thousands of cycles, still move to the profile stage early.
+#: SQUAREM cycles before the profile stage (weakly determined regular problems need 15-65).
 EM_CYCLES = 40
 
 
