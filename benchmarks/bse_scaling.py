@@ -7,12 +7,13 @@ fits ``LowRankSUR`` with ALS and then measures, separately:
 * the tracemalloc peak of the same computation (a second, traced run),
 
 next to the bytes one P x P array would need. Nothing here forms a K x K or P x P
-array: the standard errors come from the Woodbury N k x N k system (see
-``lowrank_sur/inference.py``).
+array: the standard errors come from the N k x N k Woodbury system or, when P is the
+smaller side, the P x P normal matrix, whichever costs fewer flops (see
+``lowrank_sur/coefcov/nonrobust.py``).
 
 Usage::
 
-    python benchmarks/bse_scaling.py [--quick] [--blas-threads 1]
+    python benchmarks/bse_scaling.py [--quick] [--blas-threads N]
 """
 
 from __future__ import annotations

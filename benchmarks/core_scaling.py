@@ -41,12 +41,11 @@ BLAS threads
     BLAS threading is left as the environment sets it unless ``--blas-threads N``
     is given (which sets ``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS`` and
     ``MKL_NUM_THREADS`` before NumPy is imported); it is recorded in the output.
-    On a small or shared machine, multi-threaded OpenBLAS can stall for seconds
-    inside one LAPACK call when another process holds a core (seen on a 2-core
-    box: a 300 x 3000 SVD taking 0.2 s or 9 s at random with two threads, a
-    steady 0.11 s with one; the quick grid taking 79 s instead of 4.5 s), so for
-    comparable numbers use ``--blas-threads 1 --repeat 3`` and check
-    ``loadavg_at_start`` in the JSON.
+    ``lowrank_sur`` runs its own dense work with one BLAS thread whatever the
+    setting (``lowrank_sur.threads``), so its rows need no flag; alsgls does not
+    (on a busy 2-core machine its multi-threaded SVDs stalled a fit from 8.5 s to
+    119-277 s). ``benchmarks/default_threads.py`` measures both configurations
+    side by side. Check ``loadavg_at_start`` in the JSON.
 
 Counts
     ``sweeps`` is ``FitRecord.iterations`` for our fitters (ALS sweeps, EM/SQUAREM
@@ -59,11 +58,11 @@ Examples
 --------
 Full run (K in {200, 1000, 3000}, N=300, p=3, k=4)::
 
-    python benchmarks/core_scaling.py --blas-threads 1 --repeat 3 --output scaling.json
+    python benchmarks/core_scaling.py --repeat 3 --output scaling.json
 
 Quick run for tests (K in {50, 100}, N=100)::
 
-    python benchmarks/core_scaling.py --quick --blas-threads 1
+    python benchmarks/core_scaling.py --quick
 """
 
 from __future__ import annotations

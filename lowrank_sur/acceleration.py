@@ -2,7 +2,8 @@
 
 The map ``step(x) -> (T(x), llf(x))`` must not decrease the objective. Every
 extrapolated point is checked against the objective and replaced by the plain
-two-step result when it is worse, so the accelerated sequence stays monotone.
+two-step result when it is worse (beyond the objective's rounding, :data:`LLF_RTOL`),
+so the accelerated sequence stays monotone up to rounding.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["squarem", "FixedPointResult"]
+__all__ = ["squarem", "FixedPointResult", "LLF_RTOL"]
+
+#: Relative rounding level of a log-likelihood (a sum of N K terms): an extrapolated
+#: point whose objective is below the plain one by less than this is not rejected.
+#: Near convergence both values agree to rounding, and a strict comparison would let
+#: the rounding of the last digits decide whether the extrapolation is kept.
+LLF_RTOL = 64 * float(np.finfo(float).eps)
 
 StepFn = Callable[[np.ndarray], tuple[np.ndarray, float]]
 
@@ -118,7 +125,7 @@ def squarem(
                 xe = project(x + 2.0 * alpha * r + alpha * alpha * v)
                 x3, lle = step(xe)
                 evaluations += 1
-                if np.isfinite(lle) and lle >= ll1:
+                if np.isfinite(lle) and lle >= ll1 - LLF_RTOL * abs(ll1):
                     x_new, x1, ll_new = xe, x3, lle
                     accepted = True
                 elif alpha == step_max:

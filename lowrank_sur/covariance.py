@@ -187,11 +187,11 @@ class LowRankCovariance(Covariance):
         if k:
             M = Fd.T @ F
             M[np.diag_indices(k)] += 1.0
-            # numpy's Cholesky and an unchecked triangular solve: k x k work, called
-            # thousands of times on small problems, where scipy's checks dominate
+            # numpy's Cholesky and solve: k x k work, called thousands of times on small
+            # problems, where scipy's argument checks would dominate
             L = np.linalg.cholesky(M)
             # W = D^{-1} F L^{-T}  <=>  L W' = Fd'
-            W = linalg.solve_triangular(L, Fd.T, lower=True, check_finite=False).T
+            W = np.linalg.solve(L, Fd.T).T
         else:
             L, W = np.zeros((0, 0)), Fd
         self._L = L
@@ -242,8 +242,7 @@ class LowRankCovariance(Covariance):
     def L_inv(self) -> np.ndarray:
         """``L^{-1}`` (k x k; computed on first use)."""
         if self._Linv is None:
-            self._Linv = linalg.solve_triangular(self._L, np.eye(self.rank), lower=True,
-                                                 check_finite=False)
+            self._Linv = np.linalg.solve(self._L, np.eye(self.rank))
         return self._Linv
 
     def m_inv(self) -> np.ndarray:

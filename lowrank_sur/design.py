@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .threads import single_threaded
+
 __all__ = ["SURDesign", "CollinearityError"]
 
 #: Relative size of ``|R_ii|`` (against the largest) below which columns are collinear.
@@ -31,15 +33,12 @@ class CollinearityError(ValueError):
     """Raised when an equation's regressors are perfectly collinear."""
 
 
-def _column_norms(X: np.ndarray) -> np.ndarray:
-    """Euclidean norms of the columns, scaled so that huge or tiny values do not overflow."""
-    scale = np.max(np.abs(X), axis=0)
-    safe = np.where(scale > 0, scale, 1.0)
-    return scale * np.sqrt(np.einsum("ij,ij->j", X / safe, X / safe))
-
-
 def _validated_arrays(Xs: Sequence[np.ndarray], names: list[str]) -> list[np.ndarray]:
-    """The regressor matrices as finite 2-D float arrays with a common number of rows."""
+    """The regressor matrices as 2-D float arrays with a common number of rows.
+
+    Finiteness is checked on the stacked chunks the QR factors are computed from
+    (:meth:`SURDesign._factor`), one call per chunk rather than per equation.
+    """
     if len(Xs) == 0:
         raise ValueError("Xs is empty: give one regressor matrix per equation")
     arrays = []
@@ -57,8 +56,6 @@ def _validated_arrays(Xs: Sequence[np.ndarray], names: list[str]) -> list[np.nda
                 f"{names[j]}: regressors have {X.shape[0]} rows but {names[0]} has {N}; "
                 "every equation must use the same N observations"
             )
-        if not np.all(np.isfinite(X)):
-            raise ValueError(f"{names[j]}: regressors contain NaN or inf")
         if X.shape[1] > N:
             raise ValueError(
                 f"{names[j]}: {X.shape[1]} regressors but only {N} observations; "
@@ -89,6 +86,7 @@ class SURDesign:
         True when every equation has identical regressors.
     """
 
+    @single_threaded
     def __init__(
         self,
         Xs: Sequence[np.ndarray],
@@ -130,20 +128,33 @@ class SURDesign:
             # transient copies stay small next to the stored Q.
             for start in range(0, group.size, _QR_CHUNK):
                 members = group[start : start + _QR_CHUNK]
-                q, r = np.linalg.qr(np.stack([arrays[j] for j in members]))
-                self._check_collinear(arrays, members, r, exog_names)
+                Xc = np.stack([arrays[j] for j in members])  # (m, N, p)
+                self._check_finite(Xc, members)
+                q, r = np.linalg.qr(Xc)
+                self._check_collinear(Xc, members, r, exog_names)
                 sign = np.sign(np.diagonal(r, axis1=1, axis2=2)).copy()
                 sign[sign == 0] = 1.0
+                if members[-1] - members[0] == members.size - 1:  # contiguous: a slice
+                    members = slice(int(members[0]), int(members[-1]) + 1)
                 self.Q[members, :p, :] = np.swapaxes(q * sign[:, None, :], 1, 2)
                 self.R[members, :p, :p] = r * sign[:, :, None]
         self.Rinv = np.linalg.inv(self.R)
 
     # ----------------------------------------------------------------- build
-    def _check_collinear(self, arrays, members, r, exog_names) -> None:
+    def _check_finite(self, Xc: np.ndarray, members: np.ndarray) -> None:
+        finite = np.isfinite(Xc).all(axis=(1, 2))
+        if not finite.all():
+            j = int(members[np.flatnonzero(~finite)[0]])
+            raise ValueError(f"{self.eq_names[j]}: regressors contain NaN or inf")
+
+    def _check_collinear(self, Xc, members, r, exog_names) -> None:
         # |r_ii| / ||x_i|| is the sine of the angle between column i and the span of
         # the columns before it: (numerically) zero means column i is redundant.
         diag = np.abs(np.diagonal(r, axis1=1, axis2=2))
-        colnorm = np.stack([_column_norms(arrays[j]) for j in members])
+        big = np.max(np.abs(Xc), axis=1)  # per column: scaled, so no overflow
+        safe = np.where(big > 0, big, 1.0)
+        colnorm = big * np.sqrt(np.einsum("mnp,mnp->mp", Xc / safe[:, None, :],
+                                          Xc / safe[:, None, :]))
         self._check_scale(members, colnorm, exog_names)
         bad = (diag <= COLLINEARITY_RTOL * colnorm) | (colnorm == 0)
         if not np.any(bad):
@@ -189,6 +200,60 @@ class SURDesign:
         if self.shared:
             return ST @ self.Q[0].T
         return np.einsum("kpn,kn->kp", self.Q, ST, optimize=False)
+
+    def fitted_mixed(self, A: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Return ``W' M`` (k x N) for ``M`` = :meth:`fitted_t` of ``A``, without forming M.
+
+        One pass over the stored Q: ``sum_j w_j (Q_j a_j)'`` is a single (k x K pmax) by
+        (K pmax x N) product.
+        """
+        if self.shared:
+            return (W.T @ A) @ self.Q[0]
+        B = (W.T[:, :, None] * A[None, :, :]).reshape(W.shape[1], -1)
+        return B @ self._Qflat
+
+    def rmul_mixed(self, Z: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Return the K x pmax matrix with rows ``Q_j' Z' w_j`` for ``Z`` (k x N), ``W`` (K x k).
+
+        One pass over the stored Q (a (k x N) by (N x K pmax) product); with
+        :meth:`fitted_mixed` it applies the low-rank part of ``Sigma^{-1}`` to the
+        whole design without a K x N temporary. ``Z`` may be a stack (s x k x N) of
+        such matrices: the result is then s x K x pmax, still from one pass.
+        """
+        lead, (k, n) = Z.shape[:-2], Z.shape[-2:]
+        if self.shared:
+            T = np.matmul(Z, self.Q[0].T)  # (..., k, pmax)
+            return np.matmul(W, T)
+        T = (Z.reshape(-1, n) @ self._Qflat.T).reshape(*lead, k, self.k_eqs, self.pmax)
+        return np.einsum("...rjc,jr->...jc", T, W, optimize=False)
+
+    def residuals(self, YT: np.ndarray, A: np.ndarray, out: np.ndarray | None = None):
+        """Return ``Y - fitted(A)`` as an N x K view of a contiguous K x N array.
+
+        Parameters
+        ----------
+        YT : ndarray, shape (K, N)
+            The responses, transposed and C-contiguous.
+        A : ndarray, shape (K, pmax)
+            Whitened coefficients.
+        out : ndarray, shape (K, N), optional
+            Buffer to write the transposed residuals into (reused across sweeps).
+        """
+        if self.shared:
+            out = np.matmul(A, self.Q[0], out=out)
+        else:
+            out = np.einsum("kpn,kp->kn", self.Q, A, optimize=False, out=out)
+        np.subtract(YT, out, out=out)
+        return out.T
+
+    @property
+    def _Qflat(self) -> np.ndarray:
+        return self.Q.reshape(-1, self.nobs)
+
+    @property
+    def real_mask(self) -> np.ndarray:
+        """K x pmax array: 1 for real coefficients, 0 for the padding."""
+        return (np.arange(self.pmax)[None, :] < self.p[:, None]).astype(float)
 
     def fitted(self, A: np.ndarray) -> np.ndarray:
         """Return the N x K matrix ``[Q_1 a_1, ..., Q_K a_K]`` for whitened coefs ``A``."""

@@ -6,7 +6,12 @@ whitened design (``X_j = Q_j R_j``) they read ``A~ a = c~`` with
 
 * :class:`GLSOperator` applies ``A~`` matrix-free in O(N K (p + k)) through the
   factored covariance and solves with preconditioned conjugate gradients
-  (:func:`scipy.sparse.linalg.cg`); never a K x K or P x P array.
+  (:func:`scipy.sparse.linalg.cg`); never a K x K or P x P array. With
+  ``Sigma^{-1} = D^{-1} - W W'`` and ``Q_j'Q_j = I``,
+  ``(A~ v)_j = v_j / d_j - Q_j' Z' w_j`` with ``Z = sum_l w_l (Q_l v_l)'`` (k x N):
+  two passes over the stored design and no K x N temporary
+  (:meth:`~lowrank_sur.design.SURDesign.fitted_mixed`,
+  :meth:`~lowrank_sur.design.SURDesign.rmul_mixed`).
 * :func:`gls_dense` forms ``Sigma^{-1}`` and ``A~`` densely (the textbook route, used
   by the EM reference fitter; O(K^2 + P^2) memory).
 """
@@ -17,7 +22,7 @@ import numpy as np
 from scipy import linalg
 from scipy.sparse.linalg import LinearOperator, cg
 
-from .covariance import Covariance
+from .covariance import Covariance, LowRankCovariance
 from .design import SURDesign
 
 __all__ = ["GLSOperator", "gls_dense"]
@@ -42,15 +47,38 @@ class GLSOperator:
         # Block-Jacobi preconditioner: blocks (Sigma^{-1})_jj I on the whitened scale.
         self._precond = np.repeat(1.0 / cov.inv_diag(), pm)
         self.cg_iterations = 0
+        self._lowrank = isinstance(cov, LowRankCovariance)
+        if self._lowrank:
+            # the D^{-1} part, zero on the padding of equations with p_j < pmax
+            self._dinv = design.real_mask / cov.D[:, None]
+
+    def _apply_lowrank(self, V: np.ndarray, Z: np.ndarray) -> np.ndarray:
+        """``V / D - [Q_j' Z' w_j]_j`` (K x pmax); ``Z`` is ``W'`` times the fitted values."""
+        out = V * self._dinv
+        if self.cov.rank:
+            out -= self.design.rmul_mixed(Z, self.cov.W)
+        return out
 
     def matvec(self, v: np.ndarray) -> np.ndarray:
         """Return ``A~ v`` for a flattened K x pmax coefficient vector."""
         d = self.design
         V = v.reshape(d.k_eqs, d.pmax)
+        if self._lowrank:
+            Z = d.fitted_mixed(V, self.cov.W) if self.cov.rank else None
+            return self._apply_lowrank(V, Z).ravel()
         return d.rmul_t(self.cov.solve_t(d.fitted_t(V))).ravel()
 
-    def rhs(self, Y: np.ndarray) -> np.ndarray:
-        """Return ``c~ = Q'(Sigma^{-1} kron I) y`` for the N x K response ``Y``."""
+    def rhs(self, Y: np.ndarray, QtY: np.ndarray | None = None) -> np.ndarray:
+        """Return ``c~ = Q'(Sigma^{-1} kron I) y`` for the N x K response ``Y``.
+
+        ``QtY``, the rows ``Q_j' y_j`` (:meth:`~lowrank_sur.design.SURDesign.rmul` of
+        ``Y``, the OLS coefficients), may be passed when the caller has them: the
+        low-rank part then needs one pass over ``Y`` and one over the design.
+        """
+        if self._lowrank:
+            QtY = self.design.rmul(Y) if QtY is None else QtY
+            Z = (Y @ self.cov.W).T if self.cov.rank else None
+            return self._apply_lowrank(QtY, Z).ravel()
         return self.design.rmul_t(self.cov.solve_t(np.ascontiguousarray(Y.T))).ravel()
 
     def as_linear_operator(self) -> LinearOperator:
@@ -62,8 +90,39 @@ class GLSOperator:
         p = self._precond
         return LinearOperator(self.shape, matvec=lambda r: p * np.ravel(r), dtype=float)
 
+    def residual_system(self, QtY: np.ndarray, A0: np.ndarray, Y: np.ndarray,
+                        R: np.ndarray) -> tuple[np.ndarray, float]:
+        """The residual ``c~ - A~ a0`` of the normal equations at ``a0``, and ``||c~||``.
+
+        Parameters
+        ----------
+        QtY : ndarray, shape (K, pmax)
+            Rows ``Q_j' y_j`` (the whitened OLS coefficients).
+        A0 : ndarray, shape (K, pmax)
+            The current whitened coefficients.
+        Y, R : ndarray, shape (N, K)
+            The responses and the residuals ``Y - fitted(A0)``.
+
+        Notes
+        -----
+        ``c~ - A~ a0 = [Q_j' (R Sigma^{-1})_j] = (Q_j'y_j - a0_j) / d_j - Q_j' (R W) w_j``
+        (``Q_j'Q_j = I``), so a warm-started solve needs one pass over ``Y``, one over
+        ``R`` and one over the design instead of the right-hand side and a product with
+        ``A~``; and the residual carries no cancellation between ``c~`` and ``A~ a0``.
+        Only for a :class:`~lowrank_sur.covariance.LowRankCovariance`.
+        """
+        c = QtY * self._dinv
+        r0 = (QtY - A0) * self._dinv
+        if self.cov.rank:
+            W = self.cov.W
+            T = self.design.rmul_mixed(np.stack([(Y @ W).T, (R @ W).T]), W)
+            c -= T[0]
+            r0 -= T[1]
+        return r0.ravel(), float(np.linalg.norm(c))
+
     def solve(
-        self, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-10, maxiter=None
+        self, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-10, maxiter=None,
+        atol: float = 0.0,
     ) -> np.ndarray:
         """Solve ``A~ x = b`` by preconditioned conjugate gradients.
 
@@ -77,6 +136,8 @@ class GLSOperator:
             Relative residual tolerance (against ``||b||``).
         maxiter : int, optional
             Iteration cap (default ``10 * K * pmax``, effectively exact).
+        atol : float
+            Absolute residual tolerance; CG stops at ``max(rtol ||b||, atol)``.
 
         Returns
         -------
@@ -95,7 +156,7 @@ class GLSOperator:
             b,
             x0=x0,
             rtol=rtol,
-            atol=0.0,
+            atol=atol,
             maxiter=maxiter,
             M=self.preconditioner(),
             callback=callback,
@@ -105,7 +166,7 @@ class GLSOperator:
             # Conjugate gradients stalled at rounding level: accept only if the true
             # residual is small relative to the right-hand side.
             res = np.linalg.norm(self.matvec(x) - b)
-            if res > 1e3 * rtol * np.linalg.norm(b):
+            if res > 1e3 * max(rtol * np.linalg.norm(b), atol):
                 raise RuntimeError(
                     f"conjugate gradients did not converge in {maxiter} iterations "
                     f"(relative residual {res / np.linalg.norm(b):.2e}); the regressors are "

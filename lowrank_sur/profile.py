@@ -40,6 +40,16 @@ __all__ = ["ProfileLikelihood", "newton_polish", "profile_stage", "curvature",
 #: N x K matrix; above it, warm-started subspace iteration (O(N K k) per step).
 DENSE_SVD_MAX = 100
 
+#: Largest side of the Gram matrix ``Z Z'`` (N x N, N <= K) used for the top eigenpairs when
+#: subspace iteration converges slowly (small eigengap: weak factors) ...
+GRAM_EIG_MAX = 2000
+
+#: ... and the largest K for which the K x K Gram ``Z'Z`` is used when K < N (0.7 MB).
+GRAM_K_MAX = 300
+
+#: Largest estimated eigenvector error (``eps ||G|| / gap``) accepted from the Gram route.
+GRAM_ANGLE_TOL = 1e-11
+
 #: Relative tolerance for "D_j sits at its floor" in the projected gradient.
 AT_FLOOR = 1e-9
 
@@ -55,10 +65,14 @@ def curvature(rho: np.ndarray, b: np.ndarray, P: np.ndarray) -> np.ndarray:
     k = b.shape[1]
     h = 0.5 * rho * rho
     if k:
-        A = rho[:, None, None] * P + b[:, :, None] * b[:, None, :]
-        A[:, np.arange(k), np.arange(k)] += 1e-12  # zero columns of F
-        c = np.linalg.solve(A, b[:, :, None])[:, :, 0]
-        h = h - rho * rho * np.einsum("ij,ij->i", b, c)
+        # b_j' (rho_j P + eps I + b_j b_j')^{-1} b_j = q_j / (1 + q_j) (Sherman-Morrison),
+        # q_j = b_j' (rho_j P + eps I)^{-1} b_j through one eigen-decomposition of P: no
+        # K small solves. eps = 1e-12 keeps zero columns of F harmless.
+        lam, V = np.linalg.eigh(0.5 * (P + P.T))
+        Bv = b @ V
+        q = np.einsum("ji,ji->j", Bv * Bv,
+                      1.0 / (rho[:, None] * np.maximum(lam, 0.0)[None, :] + 1e-12))
+        h = h - rho * rho * q / (1.0 + q)
     return np.maximum(h, 1e-3 * 0.5 * rho * rho)
 
 
@@ -88,6 +102,9 @@ class ProfileLikelihood:
         self.best: tuple[float, np.ndarray] | None = None
         self.last: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._V = None
+        # the Gram route, once subspace iteration has been slow (see eig)
+        self._gram_side = n if n <= K and n <= GRAM_EIG_MAX else (K if K <= GRAM_K_MAX else 0)
+        self._use_gram = False
         if not self.dense:
             b = min(k + max(k, 4), min(n, K))
             rng = np.random.default_rng(0)
@@ -116,10 +133,14 @@ class ProfileLikelihood:
         k = self.prob.k
         self.evaluations += 1
         if not self.dense:
-            out = self._subspace(w)
+            out = None if self._use_gram else self._subspace(w)
+            if out is None and self._gram_side:
+                # slow subspace convergence (small eigengap: weak factors)
+                out = self._gram(w)
+                self._use_gram = out is not None
             if out is not None:
                 return out
-        # thin SVD: small min(N, K), or slow subspace convergence (small eigengap)
+        # thin SVD: small min(N, K), or slow subspace convergence and an inaccurate Gram
         _, sv, vt = np.linalg.svd(self.prob.R * w, full_matrices=False)
         if not self.dense:
             self._V = vt[: self._V.shape[1]].T.copy()
@@ -130,7 +151,8 @@ class ProfileLikelihood:
         """Block subspace iteration with Rayleigh-Ritz, warm-started from the last basis."""
         R, k = self.prob.R, self.prob.k
         V = self._V
-        for _ in range(maxit):
+        worst = []
+        for it in range(maxit):
             ZV = R @ (V * w[:, None])
             Y = (R.T @ ZV) * w[:, None]  # Z'Z V, Z = R diag(w)
             H = V.T @ Y
@@ -144,8 +166,55 @@ class ProfileLikelihood:
                 Vk = V[:, :k]
                 return ev[:k], Vk, self._residual_ss(w, Vk, ZV @ Q[:, :k])
             V = linalg.qr(Y, mode="economic")[0]
+            # give up early when the linear rate cannot reach rtol within maxit
+            worst.append(float(np.max(res)) / (rtol * ev[0]))
+            if it >= 6:
+                rate = (worst[-1] / worst[-5]) ** 0.25
+                if rate >= 1.0 or np.log(worst[-1]) > -np.log(rate) * (maxit - it - 1):
+                    break
         self._V = V
         return None
+
+    def _gram(self, w: np.ndarray):
+        """Top-k eigenpairs from the smaller Gram matrix of ``Z = R diag(w)``.
+
+        ``Z Z'`` (N x N) by blocks of columns (no N x K temporary), or ``Z'Z`` when K is
+        tiny; then its top k + 1 eigenpairs (LAPACK's MRRR driver). None when the
+        estimated eigenvector error ``eps lambda_1 / (lambda_k - lambda_k+1)`` exceeds
+        :data:`GRAM_ANGLE_TOL` (a D_j near its floor makes ``lambda_1`` huge: the thin
+        SVD is then the accurate route).
+        """
+        R, k = self.prob.R, self.prob.k
+        n, K = R.shape
+        left = self._gram_side == n and n <= K
+        if left:
+            G = np.zeros((n, n))
+            step = max(1, 2**20 // max(n, 1))
+            for i in range(0, K, step):
+                Zb = R[:, i : i + step] * w[i : i + step]
+                G += Zb @ Zb.T
+        else:
+            G = (R.T @ R) * np.outer(w, w)
+        m = G.shape[0]
+        top = min(k + 1, m)
+        lam, V = linalg.eigh(G, subset_by_index=[m - top, m - 1], driver="evr",
+                             check_finite=False)
+        lam, V = lam[::-1], V[:, ::-1]
+        gap = lam[k - 1] - (lam[k] if top > k else 0.0)
+        if not (gap > 0 and np.finfo(float).eps * lam[0] <= GRAM_ANGLE_TOL * gap):
+            return None
+        lam = lam[:k]
+        # the other eigenvalues' sum: trace minus the top ones when that cancels little,
+        # else directly from the residual of the projection
+        trace = float(np.sum(self.prob.colss * w * w))
+        if left:
+            # right singular vectors of Z: Z' v / sqrt(lambda)
+            U = (R.T @ V[:, :k]) * w[:, None] / np.sqrt(np.maximum(lam, np.finfo(float).tiny))
+        else:
+            U = V[:, :k]
+        if np.sum(lam) <= 0.75 * trace:
+            return lam, U, trace - float(np.sum(lam))
+        return lam, U, self._residual_ss(w, U, R @ (U * w[:, None]))
 
     def _residual_ss(self, w: np.ndarray, Vk: np.ndarray, ZVk: np.ndarray) -> float:
         """``||Z - Z V V'||_F^2`` by blocks of rows (no N x K temporary)."""

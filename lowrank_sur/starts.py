@@ -3,11 +3,42 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import linalg
 from scipy.sparse.linalg import svds
 
-__all__ = ["start_values"]
+from .threads import single_threaded
+
+__all__ = ["start_values", "GRAM_MAX"]
+
+#: Largest ``min(N, K)`` for which the top singular pairs come from the eigen-decomposition
+#: of the smaller Gram matrix (``min(N, K)`` squared, at most 0.7 MB); above it, ARPACK.
+GRAM_MAX = 300
 
 
+def _top_singular_pairs(Rs: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``rank`` singular values and right singular vectors of ``Rs`` (N x K).
+
+    From the eigen-decomposition of ``Rs Rs'`` (N x N) or ``Rs' Rs`` (K x K), whichever
+    is smaller: one product and a small ``eigh`` instead of a full SVD. The squared
+    condition number costs nothing for the leading pairs, which is all a start needs.
+    """
+    n, K = Rs.shape
+    G = Rs @ Rs.T if n < K else Rs.T @ Rs
+    m = G.shape[0]
+    top = min(rank, m)
+    # only the top eigenpairs (LAPACK's MRRR driver), largest first
+    lam, V = linalg.eigh(G, subset_by_index=[m - top, m - 1], driver="evr",
+                         check_finite=False)
+    lam, V = lam[::-1], V[:, ::-1]
+    s = np.sqrt(np.maximum(lam, 0.0))
+    if n < K:
+        vt = (V.T @ Rs) / np.where(s > 0, s, 1.0)[:, None]
+    else:
+        vt = V.T
+    return s, vt
+
+
+@single_threaded
 def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Principal-component start: F from the top-k singular pairs of ``R / sqrt(N)``.
 
@@ -32,14 +63,14 @@ def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarra
     if rank == 0:
         return np.zeros((K, 0)), np.maximum(var, floor)
     Rs = R / np.sqrt(n)
-    if min(n, K) > 300 and rank < min(n, K) - 1:
-        v0 = np.ones(min(n, K)) / np.sqrt(min(n, K))
+    m = min(n, K)
+    if m > GRAM_MAX and rank < m - 1:
+        v0 = np.ones(m) / np.sqrt(m)
         _, s, vt = svds(Rs, k=rank, v0=v0, random_state=0)
         order = np.argsort(s)[::-1]
         s, vt = s[order], vt[order]
     else:
-        _, s, vt = np.linalg.svd(Rs, full_matrices=False)
-        s, vt = s[:rank], vt[:rank]
+        s, vt = _top_singular_pairs(Rs, rank)
     F = vt.T * s
     D = np.maximum(np.maximum(var - np.einsum("ij,ij->i", F, F), var / 20.0), floor)
     # shrink the loadings so that the start's diagonal matches the sample variances

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 
-# The fits in these tests make many small dense BLAS calls (K x K and P x P with K, P < 200).
-# With several OpenBLAS threads on a busy 2-core machine these are dramatically slower
-# (measured: a 180 x 180 positive-definite solve took 0.2 s with 2 threads under load and
-# 0.0006 s with 1; the default test run went from ~130-240 s to ~15 s). Run single-threaded
-# unless the caller has chosen a thread count. This must happen before numpy is imported.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-from dataclasses import dataclass  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import pytest  # noqa: E402
+import numpy as np
+import pandas as pd
+import pytest
 
 GRUNFELD_FIRMS = (
     "General Motors",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "core_scaling.py"
 def test_core_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
     proc = subprocess.run(
-        # one BLAS thread: multi-threaded OpenBLAS on a busy 2-core box can stall
-        # for seconds per LAPACK call (the quick grid took 79 s instead of 5 s)
-        [sys.executable, str(SCRIPT), "--quick", "--blas-threads", "1", "--output", str(out)],
+        # the default BLAS configuration (the library limits its own threads)
+        [sys.executable, str(SCRIPT), "--quick", "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -28,7 +28,8 @@ def test_core_scaling_quick(tmp_path):
     assert len(als_lines) == 2, proc.stdout  # K in {50, 100}
 
     payload = json.loads(out.read_text())
-    assert payload["environment"]["blas_threads"]["OPENBLAS_NUM_THREADS"] == "1"
+    assert payload["environment"]["blas_threads"]["OPENBLAS_NUM_THREADS"] == os.environ.get(
+        "OPENBLAS_NUM_THREADS")
     rows = payload["rows"]
     assert sorted(payload["config"]["k_eqs"]) == [50, 100]
     for method in ("als-ref", "als", "em"):
@@ -53,7 +54,7 @@ def test_core_scaling_quick(tmp_path):
 def test_bse_scaling_quick():
     script = SCRIPT.parent / "bse_scaling.py"
     proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--blas-threads", "1"],
+        [sys.executable, str(script), "--quick"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -64,3 +65,31 @@ def test_bse_scaling_quick():
     for K, P, _fit, t_bse, peak, _pxp, nans in rows:
         assert int(P) == 3 * int(K) and int(nans) == 0
         assert float(t_bse) >= 0 and float(peak) > 0
+
+
+def test_default_threads_quick(tmp_path):
+    """The default-threads benchmark runs both configurations and writes its tables."""
+    script = SCRIPT.parent / "default_threads.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = json.loads((tmp_path / "default_threads.json").read_text())
+    records = payload["records"]
+    assert {r["mode"] for r in records} == {"default", "1 thread"}
+    assert [c["kind"] for c in payload["cases"]] == ["fit", "fit", "bse", "sweep", "bic"]
+    for r in records:
+        assert "error" not in r, r
+        assert math.isfinite(r["time_s"]) and r["time_s"] > 0, r
+    sweep = [r for r in records if payload["cases"][r["case"]]["kind"] == "sweep"]
+    assert all(r["read_gbs"] > 0 and r["bytes"] > 0 for r in sweep)
+    text = (tmp_path / "default_threads.md").read_text()
+    assert "| fit_arrays K=50 |" in text and "| all bse K=100 |" in text
+    assert "one-pass bound [ms]" in text
+    # the children really ran without, and with, the BLAS thread variables
+    for r in records:
+        want = None if r["mode"] == "default" else "1"
+        assert set(r["blas_env"].values()) == {want}, r

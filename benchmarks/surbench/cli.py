@@ -58,9 +58,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         help="interpreter whose environment has alsgls (default: this one)",
     )
     parser.add_argument(
-        "--blas-threads", type=int, default=1,
-        help="OPENBLAS/OMP/MKL_NUM_THREADS in the children (default 1; 0 inherits the "
-        "environment's setting)",
+        "--blas-threads", type=int, default=0,
+        help="OPENBLAS/OMP/MKL_NUM_THREADS in the children (default 0: inherit the "
+        "environment's setting, the configuration users have)",
     )
     parser.add_argument(
         "--jobs", type=int, default=None,
@@ -120,7 +120,8 @@ def scaling_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--blas-threads",
         type=int,
-        help="set OPENBLAS/OMP/MKL_NUM_THREADS before NumPy loads (script runs only)",
+        help="set OPENBLAS/OMP/MKL_NUM_THREADS before NumPy loads (script runs only; "
+        "default: inherit the environment's setting)",
     )
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--output", help="write the results as JSON to this file")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import blas, lapack
 
 from ..design import SURDesign
 from ..gls import GLSOperator
@@ -81,50 +82,133 @@ class NonrobustCovariance(CoefCovEstimator):
         for start in range(0, d.k_eqs, step):
             yield start, min(d.k_eqs, start + step)
 
-    def _U_chunk(self, lo: int, hi: int, scale: np.ndarray | None = None) -> np.ndarray:
-        """Columns of ``U`` for equations lo..hi (N k x (hi-lo) * pmax), padded columns zero.
+    def _U_chunk(self, lo: int, hi: int, scale: np.ndarray | None = None,
+                 first: int = 0) -> np.ndarray:
+        """Columns of ``U`` for equations lo..hi (N k x (hi-lo) * (pmax - first)).
 
-        With ``scale``, column block j is multiplied by ``scale[j]``.
+        Only the design columns ``first`` to ``pmax`` of each equation (padded columns
+        zero). With ``scale``, column block j is multiplied by ``scale[j]``. The array is
+        Fortran-ordered (its transpose is C-contiguous), the layout BLAS works on in place.
         """
         d = self.design
         W = self.cov.W[lo:hi]  # (m, k)
         if scale is not None:
             W = W * scale[lo:hi, None]
         Q = d.Q if not d.shared else np.broadcast_to(d.Q, (d.k_eqs,) + d.Q.shape[1:])
-        Qc = Q[lo:hi]  # (m, pmax, N)
-        # U[r*N + t, j*pmax + c] = W[j, r] * Q[j, c, t]
-        U = np.einsum("jr,jct->rtjc", W, Qc, optimize=False)
-        return U.reshape(self.cov.rank * d.nobs, (hi - lo) * d.pmax)
+        # U[r*N + t, j*pmax + c] = W[j, r] * Q[j, c, t]: its transpose, indexed (j, c, r, t)
+        UT = W[:, None, :, None] * Q[lo:hi, first:, None, :]
+        return UT.reshape((hi - lo) * (d.pmax - first), self.cov.rank * d.nobs).T
+
+    def _shared_columns(self) -> int:
+        """How many leading columns of ``Q_j`` are the same vector in every equation.
+
+        A constant that every equation has first is one; a shared design has all.
+        """
+        d = self.design
+        if d.shared:
+            return d.pmax
+        count = 0
+        for c in range(int(d.p.min())):
+            if not np.array_equal(d.Q[:, c, :], np.broadcast_to(d.Q[0, c], d.Q[:, c, :].shape)):
+                break
+            count += 1
+        return count
 
     # --------------------------------------------------------- diag blocks
+    def route(self) -> str:
+        """How :meth:`whitened_blocks` computes: ``"diagonal"``, ``"dense"`` or ``"woodbury"``.
+
+        By flop count: the P x P route forms ``A~`` (``P^2 N k``) and inverts it
+        (about ``7 P^3 / 3``); the Woodbury route forms and factors the N k x N k
+        system (``P (N k)^2 + (N k)^3 / 3``) and solves it for every equation's
+        columns (``P (N k)^2``).
+        """
+        d, k = self.design, self.cov.rank
+        if k == 0:
+            return "diagonal"
+        P, nk = float(d.k_params), float(d.nobs * k)
+        dense = P * P * nk + 7.0 * P**3 / 3.0
+        woodbury = 2.0 * P * nk * nk + nk**3 / 3.0
+        return "dense" if dense < woodbury else "woodbury"
+
+    def _block_array(self) -> np.ndarray:
+        """Diagonal blocks of ``A~^{-1}`` padded to pmax x pmax (K x pmax x pmax), cached."""
+        if self._blocks is None:
+            d, D = self.design, self.cov.D
+            route = self.route()
+            if route == "diagonal":
+                A = D[:, None, None] * np.eye(d.pmax)
+            elif route == "dense":
+                A = np.zeros((d.k_eqs, d.pmax, d.pmax))
+                for j, B in enumerate(self._blocks_dense()):
+                    A[j, : d.p[j], : d.p[j]] = B
+            else:
+                A = self._blocks_woodbury()
+            self._blocks = A
+        return self._blocks
+
     def whitened_blocks(self) -> list[np.ndarray]:
         """Diagonal blocks of ``A~^{-1}`` (p_j x p_j each, whitened scale)."""
-        if self._blocks is not None:
-            return self._blocks
-        d, cov = self.design, self.cov
-        k, n, P = cov.rank, d.nobs, d.k_params
-        D = cov.D
-        if k == 0:
-            blocks = [D[j] * np.eye(d.p[j]) for j in range(d.k_eqs)]
-        elif P <= n * k:
-            blocks = self._blocks_dense()
-        else:
-            # C = I - U B^{-1} U' with B^{-1} = blockdiag(d_j I)
-            C = np.eye(n * k)
+        A = self._block_array()
+        return [A[j, :p, :p] for j, p in enumerate(self.design.p)]
+
+    def _blocks_woodbury(self) -> np.ndarray:
+        """``d_j I + d_j^2 U_j' C^{-1} U_j`` with ``C = I - U B U'`` (N k x N k), ``B = diag(d)``.
+
+        ``C`` is accumulated in place by rank updates (``dsyrk``) and its Cholesky factor
+        inverted once (``dtrtri``, about the cost of solving for N k / 3 columns); every
+        chunk of ``U`` is then multiplied by ``L^{-1}`` in place (``dtrmm``, measured 1.7x
+        faster than the triangular solve ``dtrsm``) and each equation's p x p Gram of the
+        result is one batched product. Memory: ``C`` and one chunk.
+
+        Leading design columns that every equation shares (``q_c``, a constant) enter
+        ``U B U'`` as ``(W' B W) kron (q_c q_c')`` and ``L^{-1} U_j`` as
+        ``L^{-1} (I kron q_c) w_j``: computed once, they take their share (a third for
+        p = 3 with a constant) out of the two P (N k)^2 passes.
+        """
+        d, D, W = self.design, self.cov.D, self.cov.W
+        k, nk, s = self.cov.rank, d.nobs * self.cov.rank, self._shared_columns()
+        C = np.zeros((nk, nk), order="F")
+        if s < d.pmax:
+            sqrt_d = np.sqrt(D)
             for lo, hi in self._eq_chunks():
-                U = self._U_chunk(lo, hi, scale=np.sqrt(D))
-                C -= U @ U.T
-            L = linalg.cholesky(C, lower=True, overwrite_a=True)
-            blocks = []
-            for lo, hi in self._eq_chunks():
-                U = self._U_chunk(lo, hi)
-                Z = linalg.solve_triangular(L, U, lower=True, overwrite_b=True)  # L^{-1} U_j
-                for i, j in enumerate(range(lo, hi)):
-                    p = d.p[j]
-                    Zj = Z[:, i * d.pmax : i * d.pmax + p]
-                    blocks.append(D[j] * np.eye(p) + D[j] ** 2 * (Zj.T @ Zj))
-        self._blocks = blocks
-        return blocks
+                C = blas.dsyrk(-1.0, self._U_chunk(lo, hi, scale=sqrt_d, first=s), beta=1.0,
+                               c=C, lower=1, overwrite_c=1)
+        Qs = d.Q[0, :s]  # (s, N)
+        if s:
+            C -= np.kron((W.T * D) @ W, Qs.T @ Qs)
+        C[np.diag_indices(nk)] += 1.0
+        L, info = lapack.dpotrf(C, lower=1, overwrite_a=1, clean=1)
+        if info == 0:
+            L, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the Woodbury system of the coefficient covariance "
+                                        "is not positive definite")
+        # Y_c = L^{-1} (I_k kron q_c), columns (c, r); M = Y'Y
+        Ys = L @ np.kron(np.eye(k), Qs.T).reshape(nk, k, s).transpose(0, 2, 1).reshape(nk, -1)
+        M = (Ys.T @ Ys).reshape(s, k, s, k)
+        out = np.empty((d.k_eqs, d.pmax, d.pmax))
+        for lo, hi in self._eq_chunks():
+            out[lo:hi] = self._chunk_grams(L, Ys, M, lo, hi, s)
+        out *= (D**2)[:, None, None]
+        out[:, np.arange(d.pmax), np.arange(d.pmax)] += D[:, None]
+        return out
+
+    def _chunk_grams(self, L, Ys, M, lo: int, hi: int, s: int) -> np.ndarray:
+        """``U_j' C^{-1} U_j`` (m x pmax x pmax) for equations lo..hi, given ``L^{-1}``."""
+        Wc = self.cov.W[lo:hi]
+        m, pm, nk = hi - lo, self.design.pmax, L.shape[0]
+        G = np.empty((m, pm, pm))
+        G[:, :s, :s] = np.einsum("jr,crds,js->jcd", Wc, M, Wc, optimize=True)
+        if s < pm:
+            Z = blas.dtrmm(1.0, L, self._U_chunk(lo, hi, first=s), lower=1, overwrite_b=1)
+            Z3 = np.ascontiguousarray(Z.T).reshape(m, pm - s, nk)
+            G[:, s:, s:] = np.matmul(Z3, Z3.transpose(0, 2, 1))
+            if s:
+                T = (Ys.T @ Z).reshape(s, -1, m, pm - s)  # (c, r, j, e)
+                G[:, :s, s:] = np.einsum("jr,crje->jce", Wc, T, optimize=True)
+                G[:, s:, :s] = G[:, :s, s:].transpose(0, 2, 1)
+        return G
 
     def _dense_white_inv(self) -> np.ndarray:
         """``A~^{-1}`` as a dense P x P array (packed, no padding)."""
@@ -142,18 +226,21 @@ class NonrobustCovariance(CoefCovEstimator):
         d = self.design
         return [Ainv[lo:hi, lo:hi].copy() for lo, hi in zip(d.offsets[:-1], d.offsets[1:])]
 
+    def _cov_block_array(self) -> np.ndarray:
+        """``R_j^{-1} B_j R_j^{-T}`` for every whitened block (K x pmax x pmax, padded)."""
+        Rinv = self.design.Rinv  # (K or 1, pmax, pmax)
+        return np.matmul(np.matmul(Rinv, self._block_array()), Rinv.transpose(0, 2, 1))
+
     def blocks(self) -> list[np.ndarray]:
         """Diagonal blocks of ``Cov(b)`` on the scale of the original regressors."""
-        d = self.design
-        out = []
-        for j, B in enumerate(self.whitened_blocks()):
-            Ri = d.rinv(j)
-            out.append(Ri @ B @ Ri.T)
-        return out
+        V = self._cov_block_array()
+        return [V[j, :p, :p] for j, p in enumerate(self.design.p)]
 
     def bse(self) -> np.ndarray:
         """Standard errors of all P coefficients."""
-        return np.sqrt(np.concatenate([np.diag(B) for B in self.blocks()]))
+        V = self._cov_block_array()
+        var = np.diagonal(V, axis1=1, axis2=2).ravel()[self.design.packed_index()]
+        return np.sqrt(var)
 
     # ------------------------------------------------------- restrictions
     def solve(self, Rm: np.ndarray, rtol: float = 1e-11) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..registry import COV_TYPES
+from ..threads import single_threaded
 
 __all__ = ["CoefCovEstimator", "register_cov_type", "get_cov_type", "available_cov_types"]
 
@@ -58,11 +59,23 @@ class CoefCovEstimator:
         raise NotImplementedError
 
 
+#: Methods of an estimator that run with one BLAS thread once it is registered.
+_INTERFACE = ("bse", "restricted", "full", "solve")
+
+
 def register_cov_type(name: str, aliases: tuple[str, ...] = ()):
-    """Class decorator registering an estimator under ``name`` and its ``aliases``."""
+    """Class decorator registering an estimator under ``name`` and its ``aliases``.
+
+    Its methods ``bse``, ``restricted``, ``full`` and ``solve`` run with one BLAS
+    thread (:func:`lowrank_sur.threads.single_threaded`).
+    """
 
     def decorate(cls: type) -> type:
         cls.name = name
+        # the interface methods run with one BLAS thread (lowrank_sur.threads)
+        for method in _INTERFACE:
+            if method in vars(cls):
+                setattr(cls, method, single_threaded(vars(cls)[method]))
         COV_TYPES.register(name, cls, aliases)
         return cls
 

@@ -41,10 +41,20 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
         st.iterations, st.evaluations = 1, ff.evaluations
         return finish(design, st, opts, llf=ff.llf)
 
-    def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray) -> np.ndarray:
+    QtY = design.ols(Y)  # Q_j' y_j, which every right-hand side uses
+    YT = np.ascontiguousarray(Y.T)
+
+    def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray,
+                  R: np.ndarray | None) -> np.ndarray:
+        # CG on the correction from the current coefficients, from the residuals R at
+        # A (those the last factor step used, when known): stopping rule
+        # ||c~ - A~ a|| <= cg_rtol ||c~|| as for a warm-started solve of A~ a = c~
         op = GLSOperator(design, LowRankCovariance(F, D, validate=False))
-        a = op.solve(op.rhs(Y), x0=A.ravel(), rtol=opts.cg_rtol)
+        if R is None:
+            R = design.residuals(YT, A)
+        r0, c_norm = op.residual_system(QtY, A, Y, R)
+        delta = op.solve(r0, rtol=0.0, atol=opts.cg_rtol * c_norm)
         st.cg_iterations += op.cg_iterations
-        return a.reshape(A.shape)
+        return A + delta.reshape(A.shape)
 
     return finish(design, run_sweeps(design, Y, beta_step, st, opts, "ALS sweep"), opts)

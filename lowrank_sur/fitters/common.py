@@ -62,6 +62,9 @@ class Progress:
         Outer iterations, factor-step evaluations, conjugate-gradient iterations.
     converged : bool
         Whether the stopping rule held at the last iteration.
+    resid : ndarray, shape (N, K), optional
+        The residuals at ``A`` (None when not known); a view of a buffer that the
+        next sweep overwrites.
     """
 
     A: np.ndarray
@@ -74,6 +77,7 @@ class Progress:
     cg_iterations: int = 0
     converged: bool = False
     last_change: float | None = None
+    resid: np.ndarray | None = None
 
 
 def param_change(A0, A1, F0, F1, D0, D1) -> float:

@@ -98,12 +98,13 @@ def fit_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                   maxiter=min(opts.maxiter, EM_CYCLES), accelerate=opts.accelerate,
                   scale=xscale)
     st.A, st.F, st.D = (v.copy() for v in em.unpack(res.x))
+    st.resid = None  # the OLS residuals no longer match st.A
     st.history = list(res.llf_history)
     st.iterations, st.evaluations, st.converged = res.iterations, res.evaluations, res.converged
 
     # ECM sweeps: the same GLS step, then the factor step solved to convergence. They
     # confirm the EM stopping point (one sweep) or finish where EM crawls (Heywood cases).
-    def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray) -> np.ndarray:
+    def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray, R=None) -> np.ndarray:
         return gls_dense(design, _dense(F, D), Y)
 
     return finish(design, run_sweeps(design, Y, beta_step, st, opts, "ECM sweep"), opts)

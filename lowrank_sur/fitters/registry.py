@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..registry import FITTERS
+from ..threads import single_threaded
 
 __all__ = ["Fitter", "register_fitter", "get_fitter", "available_methods"]
 
@@ -41,9 +42,15 @@ class Fitter:
 
 
 def register_fitter(name: str, label: str, *, dense: bool = False):
-    """Decorator registering ``fit`` under ``name`` (case-insensitive, unique)."""
+    """Decorator registering ``fit`` under ``name`` (case-insensitive, unique).
+
+    The registered (and returned) function runs with one BLAS thread
+    (:func:`lowrank_sur.threads.single_threaded`): a fit is thousands of small dense
+    operations, which a multi-threaded BLAS slows down by orders of magnitude.
+    """
 
     def decorate(fit: Callable) -> Callable:
+        fit = single_threaded(fit)
         FITTERS.register(name.lower(), Fitter(name.lower(), label, fit, dense))
         return fit
 

@@ -42,7 +42,7 @@ POLISH_AFTER = 20
 #: Growth (and shrinkage) factor of the largest SQUAREM step.
 _MSTEP = 4.0
 
-BetaStep = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+BetaStep = Callable[[np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"], np.ndarray]
 
 
 class _Sweeper:
@@ -53,6 +53,10 @@ class _Sweeper:
         self.design, self.Y, self.beta_step, self.st, self.opts = design, Y, beta_step, st, opts
         self.name = name
         self.em_cycles = EM_CYCLES
+        self.YT = np.ascontiguousarray(Y.T)
+        self._resid: dict = {}
+        if st.resid is not None:
+            self._resid[id(st.A)] = (st.A, st.resid)
         # units of each coordinate: sigma_j for coefficients and loadings, sigma_j^2 for D_j
         self.s2 = st.floor / opts.d_floor
         self.sd = np.sqrt(self.s2)
@@ -60,9 +64,15 @@ class _Sweeper:
     def __call__(self, A, F, D):
         st = self.st
         st.iterations += 1
-        A1 = self.beta_step(A, F, D)
-        ff = fit_factor(self.Y - self.design.fitted(A1), F, D, st.floor,
-                        self.opts.factor_options(self.em_cycles))
+        known = self._resid.get(id(A))
+        R0 = known[1] if known is not None and known[0] is A else None
+        A1 = self.beta_step(A, F, D, R0)
+        # residuals in the K x N layout of the design (an N x K view)
+        R1 = self.design.residuals(self.YT, A1)
+        ff = fit_factor(R1, F, D, st.floor, self.opts.factor_options(self.em_cycles))
+        # the residuals of the last few iterates, for the beta step that starts there
+        self._resid = {k: v for k, v in list(self._resid.items())[-2:]}
+        self._resid[id(A1)] = (A1, R1)
         st.evaluations += ff.evaluations
         # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
         self.em_cycles = EM_CYCLES_AFTER_PROFILE if ff.profile_evaluations else EM_CYCLES
@@ -148,8 +158,8 @@ def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progre
     design, Y
         The problem.
     beta_step : callable
-        ``beta_step(A, F, D)``: the new whitened coefficients given Sigma (``A`` is the
-        warm start).
+        ``beta_step(A, F, D, R)``: the new whitened coefficients given Sigma (``A`` is
+        the warm start, ``R`` its residuals when known, else None).
     st : Progress
         The state; updated in place (``history`` gets the llf of the current iterate
         after every sweep, never decreasing; a rejected extrapolation leaves the

@@ -1,0 +1,117 @@
+"""The fast paths agree with the plain computations they replace.
+
+The fused GLS operator and its warm-start residual against the explicit
+``Q'(Sigma^{-1} kron I)Q``; every route of the coefficient covariance (diagonal, P x P,
+Woodbury with and without shared leading columns) against the inverse of the dense
+normal matrix; the Gram start values against a full SVD.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lowrank_sur import LowRankCovariance, fit_arrays
+from lowrank_sur.coefcov.nonrobust import NonrobustCovariance
+from lowrank_sur.design import SURDesign
+from lowrank_sur.gls import GLSOperator
+from lowrank_sur.starts import start_values
+
+
+def _system(rng, N, K, k, const=True, shared=False):
+    Xs = []
+    X0 = rng.normal(size=(N, 3))
+    for _ in range(K):
+        X = X0.copy() if shared else rng.normal(size=(N, int(rng.integers(1, 5))))
+        if const:
+            X[:, 0] = 1.0
+        Xs.append(X)
+    F = rng.normal(size=(K, k))
+    Y = np.column_stack([X @ rng.normal(size=X.shape[1]) for X in Xs])
+    Y += rng.normal(size=(N, k)) @ F.T + rng.normal(size=(N, K))
+    return Xs, Y
+
+
+def _dense_normal_matrix(Xs, cov):
+    S = cov.inv_dense()
+    off = np.cumsum([0] + [X.shape[1] for X in Xs])
+    A = np.zeros((off[-1], off[-1]))
+    for i, Xi in enumerate(Xs):
+        for j, Xj in enumerate(Xs):
+            A[off[i] : off[i + 1], off[j] : off[j + 1]] = S[i, j] * Xi.T @ Xj
+    return A
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_fused_operator_and_residual_system(shared):
+    rng = np.random.default_rng(0)
+    N, K, k = 30, 12, 2
+    Xs, Y = _system(rng, N, K, k, shared=shared)
+    d = SURDesign(Xs)
+    cov = LowRankCovariance(rng.normal(size=(K, k)), rng.uniform(0.5, 1.5, K))
+    op = GLSOperator(d, cov)
+    Sinv = cov.inv_dense()
+    V = rng.normal(size=(K, d.pmax)) * d.real_mask
+    explicit = d.rmul_t(Sinv @ d.fitted_t(V))
+    np.testing.assert_allclose(op.matvec(V.ravel()).reshape(K, -1), explicit, atol=1e-12)
+    c = d.rmul_t(Sinv @ np.ascontiguousarray(Y.T))
+    np.testing.assert_allclose(op.rhs(Y).reshape(K, -1), c, atol=1e-12)
+    QtY = d.rmul(Y)
+    r0, c_norm = op.residual_system(QtY, V, Y, Y - d.fitted(V))
+    np.testing.assert_allclose(r0.reshape(K, -1), c - explicit, atol=1e-12)
+    assert c_norm == pytest.approx(np.linalg.norm(c), rel=1e-12)
+
+
+@pytest.mark.parametrize(("const", "shared"), [(True, False), (False, False), (True, True)])
+@pytest.mark.parametrize(("N", "K", "k"), [(40, 30, 2), (25, 60, 3), (200, 10, 2), (30, 8, 0)])
+def test_every_bse_route_matches_the_dense_inverse(N, K, k, const, shared):
+    rng = np.random.default_rng(N + K + k)
+    Xs, Y = _system(rng, N, K, k, const=const, shared=shared)
+    rec = fit_arrays(Xs, Y, k)
+    ref = np.sqrt(np.diag(np.linalg.inv(_dense_normal_matrix(Xs, rec.cov))))
+    d = SURDesign(Xs)
+    assert NonrobustCovariance(d, None, rec)._shared_columns() == (
+        d.pmax if shared else int(const))
+    for route in (("diagonal",) if k == 0 else ("dense", "woodbury")):
+        est = NonrobustCovariance(d, None, rec)
+        est.route = lambda route=route: route
+        np.testing.assert_allclose(est.bse(), ref, rtol=1e-10)
+        blocks = est.blocks()
+        assert [B.shape[0] for B in blocks] == [X.shape[1] for X in Xs]
+
+
+@pytest.mark.parametrize(("N", "K"), [(50, 200), (300, 120)])
+def test_gram_start_values_match_the_svd(N, K):
+    rng = np.random.default_rng(K)
+    R = LowRankCovariance(rng.normal(size=(K, 3)), rng.uniform(0.5, 1.5, K)).sample(N, rng)
+    floor = 1e-8 * np.ones(K)
+    F, D = start_values(R, 3, floor)
+    _, s, vt = np.linalg.svd(R / np.sqrt(N), full_matrices=False)
+    F_svd = vt[:3].T * s[:3]
+    var = np.einsum("ij,ij->j", R, R) / N
+    D_svd = np.maximum(np.maximum(var - np.einsum("ij,ij->i", F_svd, F_svd), var / 20.0), floor)
+    np.testing.assert_allclose(D, D_svd, rtol=1e-10)
+    # the same (shrunk) loadings up to the sign of each column
+    h = np.sqrt(np.clip((var - D) / np.einsum("ij,ij->i", F_svd, F_svd), 0.0, 1.0))
+    np.testing.assert_allclose(np.abs(F), np.abs(F_svd * h[:, None]), rtol=1e-8, atol=1e-12)
+
+
+def test_fits_and_standard_errors_run_with_one_blas_thread():
+    """Inside the library BLAS has one thread whatever the caller set; restored after."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from lowrank_sur import LowRankSUR, simulate_sur
+
+    def blas_threads():
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    sim = simulate_sur(40, 6, 3, 1, seed=0)
+    seen = []
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = blas_threads()
+        model = LowRankSUR({f"y{j}": (sim.Y[:, j], sim.Xs[j]) for j in range(6)})
+        res = model.fit(rank=1, callback=lambda i, llf: seen.append(blas_threads()))
+        assert np.all(np.isfinite(res.bse))
+        after = blas_threads()
+    assert seen and all(s == {1} for s in seen)
+    assert before == after
