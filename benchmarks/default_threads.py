@@ -36,6 +36,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--baseline", help="directory holding another lowrank_sur to compare")
     ap.add_argument("--alsgls-python", help="interpreter with alsgls for the weak-factor case")
     ap.add_argument("--output-dir", help="write default_threads.md and .json here")
+    ap.add_argument("--render", metavar="JSON", help="only print the tables of an earlier run")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     return ap
 
