@@ -278,16 +278,21 @@ def _spec(case: Case, out_path: str | None = None, kind: str | None = None) -> d
 
 
 def measure(cases: list[Case], versions: dict, rounds: int, alsgls_python: str | None,
-            workdir: Path, log=print) -> list[dict]:
-    """Every (case, version, mode) once per round, interleaved; the raw records."""
+            workdir: Path, log=print, timeout: float = 3600.0, sink=None) -> list[dict]:
+    """Every (case, version, mode) once per round, interleaved; the raw records.
+
+    ``sink(record)`` is called after each child (to save partial results).
+    """
     records = []
+    sink = sink or (lambda record: None)
     for rnd in range(rounds):
         for i, case in enumerate(cases):
             for version, path in versions.items():
                 for mode, value in MODES.items():
-                    out = run_child(_spec(case), _env(value, path))
+                    out = run_child(_spec(case), _env(value, path), timeout=timeout)
                     records.append({"round": rnd, "case": i, "version": version, "mode": mode,
                                     **out})
+                    sink(records[-1])
                     log(f"  round {rnd + 1} {case.label:<34} {version:<9} {mode:<9} "
                         f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}", flush=True)
             if case.extra.get("weak") and alsgls_python:
@@ -295,10 +300,11 @@ def measure(cases: list[Case], versions: dict, rounds: int, alsgls_python: str |
                 # alsgls with one BLAS thread, its best case (with the default threads its
                 # SVDs stall: 119 s and 277 s measured here against 8.5 s)
                 out = run_child(_spec(case, out_path, kind="alsgls"), _env("1", None),
-                                python=alsgls_python)
+                                python=alsgls_python, timeout=timeout)
                 out["llf_ours_scale"] = _score(case.path, out_path) if "error" not in out else None
                 records.append({"round": rnd, "case": i, "version": "alsgls",
                                 "mode": "1 thread", **out})
+                sink(records[-1])
                 log(f"  round {rnd + 1} {case.label:<34} alsgls    1 thread  "
                     f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}", flush=True)
     return records
@@ -428,16 +434,25 @@ def run(args) -> int:
         info = machine_info(args.alsgls_python, None)
         print(f"{len(cases)} cases x {len(versions)} version(s) x {len(MODES)} modes x "
               f"{cfg['rounds']} round(s); load average at start {info['loadavg_at_start']}")
-        records = measure(cases, versions, cfg["rounds"], args.alsgls_python, workdir)
+        payload = {"config": cfg, "machine": info, "cases": [c.__dict__ for c in cases],
+                   "records": [], "versions": versions}
+        out = Path(args.output_dir) if args.output_dir else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+
+        def save(record=None):
+            if record is not None:
+                payload["records"].append(record)
+            if out is not None:  # after every child: a killed run leaves its records
+                (out / "default_threads.json").write_text(json.dumps(jsonable(payload), indent=1))
+
+        records = measure(cases, versions, cfg["rounds"], args.alsgls_python, workdir,
+                          timeout=args.child_timeout, sink=save)
     info["loadavg_at_end"] = loadavg()
+    save()
     text = tables(cases, records, list(versions))
     print()
     print(text)
-    if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        payload = {"config": cfg, "machine": info, "cases": [c.__dict__ for c in cases],
-                   "records": records, "versions": versions}
-        (out / "default_threads.json").write_text(json.dumps(jsonable(payload), indent=1))
+    if out is not None:
         (out / "default_threads.md").write_text(text)
     return 0
