@@ -40,6 +40,7 @@ machine's load).
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -230,7 +231,7 @@ def run_child(spec: dict, env: dict, python: str = sys.executable, timeout: floa
         proc = subprocess.run([python, str(SCRIPT), "--child", json.dumps(spec)], env=env,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f} s"}
+        return {"error": f"timeout after {timeout:.0f} s", "timeout_s": timeout}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -324,12 +325,18 @@ def _score(problem_path: str, est_path: str) -> float:
 
 # =================================================================== report
 def _vals(records, case, version, mode, key="time_s"):
-    return [r.get(key) for r in records
+    """The values of ``key``; a timed-out child counts as infinitely slow."""
+    return [math.inf if key == "time_s" and _timed_out(r) else r.get(key) for r in records
             if r["case"] == case and r["version"] == version and r["mode"] == mode]
 
 
+def _timed_out(r: dict) -> bool:
+    return "timeout_s" in r or str(r.get("error", "")).startswith("timeout")
+
+
 def _cell(records, case, version, mode, key="time_s"):
-    return median(_vals(records, case, version, mode, key))
+    vals = sorted(v for v in _vals(records, case, version, mode, key) if v is not None)
+    return vals[(len(vals) - 1) // 2] if len(vals) % 2 else median(vals) if vals else None
 
 
 def _worst(records, case, version, mode):
@@ -337,8 +344,18 @@ def _worst(records, case, version, mode):
     return max(vals) if vals else None
 
 
+def _timeout(records) -> float | None:
+    limits = [float(r.get("timeout_s") or str(r["error"]).split()[2]) for r in records
+              if _timed_out(r)]
+    return max(limits, default=None)
+
+
 def _ratio(a, b):
-    return a / b if a is not None and b else None
+    return a / b if a is not None and b and math.isfinite(a) and math.isfinite(b) else None
+
+
+def _seconds(v, timeout) -> str:
+    return f"> {timeout:.0f} (timeout)" if v is not None and math.isinf(v) else fmt(v, ".3f")
 
 
 def tables(cases: list[Case], records: list[dict], versions: list[str]) -> str:
@@ -351,12 +368,13 @@ def tables(cases: list[Case], records: list[dict], versions: list[str]) -> str:
     if len(versions) > 1:
         head.append(f"{versions[-1]} / {versions[0]} (default)")
     lines += [md_row(head), md_rule(len(head))]
+    limit = _timeout(records)
     for i, case in enumerate(cases):
         row = [case.label]
         for v in versions:
             a, b = _cell(records, i, v, "default"), _cell(records, i, v, "1 thread")
-            row += [fmt(a, ".3f"), fmt(_worst(records, i, v, "default"), ".3f"), fmt(b, ".3f"),
-                    fmt(_ratio(a, b), ".2f")]
+            row += [_seconds(a, limit), _seconds(_worst(records, i, v, "default"), limit),
+                    _seconds(b, limit), fmt(_ratio(a, b), ".2f")]
         if len(versions) > 1:
             row.append(fmt(_ratio(_cell(records, i, versions[-1], "default"),
                                   _cell(records, i, versions[0], "default")), ".2f"))
@@ -400,7 +418,7 @@ def _weak_table(cases, records, versions) -> list[str]:
         for version in versions:
             ours = _cell(records, i, version, "default")
             out.append(md_row([
-                case.label, version, fmt(ours, ".2f"), fmt(theirs, ".2f"),
+                case.label, version, _seconds(ours, _timeout(records)), fmt(theirs, ".2f"),
                 fmt(_ratio(ours, theirs), ".2f"),
                 fmt(_cell(records, i, version, "default", "llf"), ".6f"),
                 fmt(_cell(records, i, "alsgls", "1 thread", "llf_ours_scale"), ".6f")]))
