@@ -36,6 +36,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--baseline", help="directory holding another lowrank_sur to compare")
     ap.add_argument("--alsgls-python", help="interpreter with alsgls for the weak-factor case")
     ap.add_argument("--output-dir", help="write default_threads.md and .json here")
+    ap.add_argument("--render", metavar="JSON", help="only print the tables of an earlier run")
+    ap.add_argument("--child-timeout", type=float, default=3600.0,
+                    help="seconds before a child is killed and recorded as a timeout")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     return ap
 

@@ -31,13 +31,16 @@ Cases
     sweeps=100`` (alsgls with one BLAS thread, its best case); both scored on the same
     log-likelihood.
 
-Each child times ``--repeat`` runs and reports the minimum; the table shows the median
-over ``--rounds`` rounds of those minima.
+Each child times ``--repeat`` runs (10 for the fits of K <= 500, 5 for Grunfeld) and
+reports the minimum; the table shows the median over ``--rounds`` rounds of those minima
+and, for the default configuration, the worst of them (BLAS stalls come and go with the
+machine's load).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -56,9 +59,9 @@ from .report import fmt, md_row, md_rule, median
 SCRIPT = Path(__file__).resolve().parents[1] / "default_threads.py"
 
 FULL = {"nobs": 300, "fit_ks": (200, 1000, 5000), "bse_k": 1000, "sweep_k": 5000,
-        "n_exog": 3, "rank": 4, "rounds": 3, "repeat": 3}
+        "n_exog": 3, "rank": 4, "rounds": 3, "repeat": 3, "short_repeat": 10}
 QUICK = {"nobs": 100, "fit_ks": (50, 100), "bse_k": 100, "sweep_k": 200,
-         "n_exog": 3, "rank": 4, "rounds": 1, "repeat": 1}
+         "n_exog": 3, "rank": 4, "rounds": 1, "repeat": 1, "short_repeat": 1}
 WEAK = {"nobs": 300, "k_eqs": 500, "n_exog": 3, "rank": 4, "tol": 1e-14}
 ALSGLS_TIGHT = {"lam_B": 0.0, "cg_tol": 1e-10, "rel_tol": 1e-14, "sweeps": 100}
 
@@ -228,7 +231,7 @@ def run_child(spec: dict, env: dict, python: str = sys.executable, timeout: floa
         proc = subprocess.run([python, str(SCRIPT), "--child", json.dumps(spec)], env=env,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return {"error": f"timeout after {timeout:.0f} s"}
+        return {"error": f"timeout after {timeout:.0f} s", "timeout_s": timeout}
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return json.loads(line[7:])
@@ -249,12 +252,15 @@ def make_cases(cfg: dict, workdir: Path, weak: bool) -> list[Case]:
             np.savez(path, X=np.stack(sim.Xs), Y=sim.Y)
         return str(path)
 
-    cases = [Case("fit", f"fit_arrays K={K}", problem(K), K, n, k, rep) for K in cfg["fit_ks"]]
+    # runs of a few tens of milliseconds get more repeats (their minimum is noisy)
+    cases = [Case("fit", f"fit_arrays K={K}", problem(K), K, n, k,
+                  max(rep, cfg["short_repeat"]) if K <= 500 else rep) for K in cfg["fit_ks"]]
     cases.append(Case("bse", f"all bse K={cfg['bse_k']}", problem(cfg["bse_k"]), cfg["bse_k"],
                       n, k, rep))
     cases.append(Case("sweep", f"ALS sweep K={cfg['sweep_k']}", problem(cfg["sweep_k"]),
                       cfg["sweep_k"], n, k, rep))
-    cases.append(Case("bic", "Grunfeld fit(rank='bic') + summary", "", 5, 20, 0, rep))
+    cases.append(Case("bic", "Grunfeld fit(rank='bic') + summary", "", 5, 20, 0,
+                      max(rep, cfg["short_repeat"] // 2)))
     if weak:
         w = WEAK
         scale = float(np.sqrt(1.0 / (w["k_eqs"] * np.log(3.0))))  # E[1/D] = log 3
@@ -273,16 +279,21 @@ def _spec(case: Case, out_path: str | None = None, kind: str | None = None) -> d
 
 
 def measure(cases: list[Case], versions: dict, rounds: int, alsgls_python: str | None,
-            workdir: Path, log=print) -> list[dict]:
-    """Every (case, version, mode) once per round, interleaved; the raw records."""
+            workdir: Path, log=print, timeout: float = 3600.0, sink=None) -> list[dict]:
+    """Every (case, version, mode) once per round, interleaved; the raw records.
+
+    ``sink(record)`` is called after each child (to save partial results).
+    """
     records = []
+    sink = sink or (lambda record: None)
     for rnd in range(rounds):
         for i, case in enumerate(cases):
             for version, path in versions.items():
                 for mode, value in MODES.items():
-                    out = run_child(_spec(case), _env(value, path))
+                    out = run_child(_spec(case), _env(value, path), timeout=timeout)
                     records.append({"round": rnd, "case": i, "version": version, "mode": mode,
                                     **out})
+                    sink(records[-1])
                     log(f"  round {rnd + 1} {case.label:<34} {version:<9} {mode:<9} "
                         f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}", flush=True)
             if case.extra.get("weak") and alsgls_python:
@@ -290,10 +301,11 @@ def measure(cases: list[Case], versions: dict, rounds: int, alsgls_python: str |
                 # alsgls with one BLAS thread, its best case (with the default threads its
                 # SVDs stall: 119 s and 277 s measured here against 8.5 s)
                 out = run_child(_spec(case, out_path, kind="alsgls"), _env("1", None),
-                                python=alsgls_python)
+                                python=alsgls_python, timeout=timeout)
                 out["llf_ours_scale"] = _score(case.path, out_path) if "error" not in out else None
                 records.append({"round": rnd, "case": i, "version": "alsgls",
                                 "mode": "1 thread", **out})
+                sink(records[-1])
                 log(f"  round {rnd + 1} {case.label:<34} alsgls    1 thread  "
                     f"{fmt(out.get('time_s'), '.3f')} s {out.get('error', '')}", flush=True)
     return records
@@ -312,10 +324,38 @@ def _score(problem_path: str, est_path: str) -> float:
 
 
 # =================================================================== report
-def _cell(records, case, version, mode, key="time_s"):
-    vals = [r.get(key) for r in records
+def _vals(records, case, version, mode, key="time_s"):
+    """The values of ``key``; a timed-out child counts as infinitely slow."""
+    return [math.inf if key == "time_s" and _timed_out(r) else r.get(key) for r in records
             if r["case"] == case and r["version"] == version and r["mode"] == mode]
-    return median(vals)
+
+
+def _timed_out(r: dict) -> bool:
+    return "timeout_s" in r or str(r.get("error", "")).startswith("timeout")
+
+
+def _cell(records, case, version, mode, key="time_s"):
+    vals = sorted(v for v in _vals(records, case, version, mode, key) if v is not None)
+    return vals[(len(vals) - 1) // 2] if len(vals) % 2 else median(vals) if vals else None
+
+
+def _worst(records, case, version, mode):
+    vals = [v for v in _vals(records, case, version, mode) if v is not None]
+    return max(vals) if vals else None
+
+
+def _timeout(records) -> float | None:
+    limits = [float(r.get("timeout_s") or str(r["error"]).split()[2]) for r in records
+              if _timed_out(r)]
+    return max(limits, default=None)
+
+
+def _ratio(a, b):
+    return a / b if a is not None and b and math.isfinite(a) and math.isfinite(b) else None
+
+
+def _seconds(v, timeout) -> str:
+    return f"> {timeout:.0f} (timeout)" if v is not None and math.isinf(v) else fmt(v, ".3f")
 
 
 def tables(cases: list[Case], records: list[dict], versions: list[str]) -> str:
@@ -323,63 +363,73 @@ def tables(cases: list[Case], records: list[dict], versions: list[str]) -> str:
     lines = []
     head = ["case"]
     for v in versions:
-        head += [f"{v}: default [s]", f"{v}: 1 thread [s]", f"{v}: default / 1 thread"]
+        head += [f"{v}: default [s]", f"{v}: default, worst [s]", f"{v}: 1 thread [s]",
+                 f"{v}: default / 1 thread"]
     if len(versions) > 1:
         head.append(f"{versions[-1]} / {versions[0]} (default)")
     lines += [md_row(head), md_rule(len(head))]
+    limit = _timeout(records)
     for i, case in enumerate(cases):
         row = [case.label]
         for v in versions:
             a, b = _cell(records, i, v, "default"), _cell(records, i, v, "1 thread")
-            ratio = a / b if a is not None and b else None
-            row += [fmt(a, ".3f"), fmt(b, ".3f"), fmt(ratio, ".2f")]
+            row += [_seconds(a, limit), _seconds(_worst(records, i, v, "default"), limit),
+                    _seconds(b, limit), fmt(_ratio(a, b), ".2f")]
         if len(versions) > 1:
-            a0, a1 = _cell(records, i, versions[0], "default"), _cell(records, i, versions[-1],
-                                                                      "default")
-            row.append(fmt(a1 / a0 if a0 and a1 is not None else None, ".2f"))
+            row.append(fmt(_ratio(_cell(records, i, versions[-1], "default"),
+                                  _cell(records, i, versions[0], "default")), ".2f"))
         lines.append(md_row(row))
-    lines += ["", *_sweep_table(cases, records, versions[0]), "",
-              *_weak_table(cases, records, versions[0])]
+    lines += ["", *_sweep_table(cases, records, versions), "",
+              *_weak_table(cases, records, versions)]
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _sweep_table(cases, records, version) -> list[str]:
+def _sweep_table(cases, records, versions) -> list[str]:
     out = []
+    head = ["case", "version", "mode", "sweep [ms]", "bytes of X and Y [MB]",
+            "read bandwidth [GB/s]", "one-pass bound [ms]", "sweep / bound"]
     for i, case in enumerate(cases):
         if case.kind != "sweep":
             continue
-        head = ["case", "mode", "sweep [ms]", "bytes of X and Y [MB]", "read bandwidth [GB/s]",
-                "one-pass bound [ms]", "sweep / bound"]
         out += [md_row(head), md_rule(len(head))]
-        for mode in MODES:
-            t = _cell(records, i, version, mode)
-            bound = _cell(records, i, version, mode, "one_pass_s")
-            nbytes = _cell(records, i, version, mode, "bytes")
-            bw = _cell(records, i, version, mode, "read_gbs")
-            out.append(md_row([case.label, mode, fmt(None if t is None else 1e3 * t, ".1f"),
-                               fmt(None if nbytes is None else nbytes / 1e6, ".0f"),
-                               fmt(bw, ".1f"), fmt(None if bound is None else 1e3 * bound, ".1f"),
-                               fmt(t / bound if t and bound else None, ".1f")]))
+        for version in versions:
+            for mode in MODES:
+                t = _cell(records, i, version, mode)
+                bound = _cell(records, i, version, mode, "one_pass_s")
+                nbytes = _cell(records, i, version, mode, "bytes")
+                bw = _cell(records, i, version, mode, "read_gbs")
+                out.append(md_row([
+                    case.label, version, mode, fmt(None if t is None else 1e3 * t, ".1f"),
+                    fmt(None if nbytes is None else nbytes / 1e6, ".0f"), fmt(bw, ".1f"),
+                    fmt(None if bound is None else 1e3 * bound, ".1f"),
+                    fmt(_ratio(t, bound), ".1f")]))
     return out
 
 
-def _weak_table(cases, records, version) -> list[str]:
+def _weak_table(cases, records, versions) -> list[str]:
     out = []
+    head = ["case", "version", "lowrank_sur, default threads [s]", "alsgls, 1 thread [s]",
+            "ratio", "lowrank_sur llf", "alsgls llf (our definition)"]
     for i, case in enumerate(cases):
-        if not case.extra.get("weak"):
-            continue
-        ours = _cell(records, i, version, "default")
         theirs = _cell(records, i, "alsgls", "1 thread")
-        if theirs is None:
+        if not case.extra.get("weak") or theirs is None:
             continue
-        head = ["case", "lowrank_sur, default threads [s]", "alsgls, 1 thread [s]", "ratio",
-                "lowrank_sur llf", "alsgls llf (our definition)"]
-        out += [md_row(head), md_rule(len(head)),
-                md_row([case.label, fmt(ours, ".2f"), fmt(theirs, ".2f"),
-                        fmt(ours / theirs if ours and theirs else None, ".2f"),
-                        fmt(_cell(records, i, version, "default", "llf"), ".6f"),
-                        fmt(_cell(records, i, "alsgls", "1 thread", "llf_ours_scale"), ".6f")])]
+        out += [md_row(head), md_rule(len(head))]
+        for version in versions:
+            ours = _cell(records, i, version, "default")
+            out.append(md_row([
+                case.label, version, _seconds(ours, _timeout(records)), fmt(theirs, ".2f"),
+                fmt(_ratio(ours, theirs), ".2f"),
+                fmt(_cell(records, i, version, "default", "llf"), ".6f"),
+                fmt(_cell(records, i, "alsgls", "1 thread", "llf_ours_scale"), ".6f")]))
     return out
+
+
+def render(json_path: str) -> str:
+    """The tables again from the JSON of an earlier run."""
+    payload = json.loads(Path(json_path).read_text())
+    cases = [Case(**c) for c in payload["cases"]]
+    return tables(cases, payload["records"], list(payload["versions"]))
 
 
 # ===================================================================== main
@@ -393,22 +443,34 @@ def run(args) -> int:
     versions = {"this": None}
     if args.baseline:
         versions = {"baseline": str(Path(args.baseline).resolve()), "this": None}
+    if args.render:
+        print(render(args.render))
+        return 0
     with tempfile.TemporaryDirectory(prefix="default_threads_") as tmp:
         workdir = Path(tmp)
         cases = make_cases(cfg, workdir, weak=bool(args.alsgls_python) and not args.quick)
         info = machine_info(args.alsgls_python, None)
         print(f"{len(cases)} cases x {len(versions)} version(s) x {len(MODES)} modes x "
               f"{cfg['rounds']} round(s); load average at start {info['loadavg_at_start']}")
-        records = measure(cases, versions, cfg["rounds"], args.alsgls_python, workdir)
+        payload = {"config": cfg, "machine": info, "cases": [c.__dict__ for c in cases],
+                   "records": [], "versions": versions}
+        out = Path(args.output_dir) if args.output_dir else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+
+        def save(record=None):
+            if record is not None:
+                payload["records"].append(record)
+            if out is not None:  # after every child: a killed run leaves its records
+                (out / "default_threads.json").write_text(json.dumps(jsonable(payload), indent=1))
+
+        records = measure(cases, versions, cfg["rounds"], args.alsgls_python, workdir,
+                          timeout=args.child_timeout, sink=save)
     info["loadavg_at_end"] = loadavg()
+    save()
     text = tables(cases, records, list(versions))
     print()
     print(text)
-    if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        payload = {"config": cfg, "machine": info, "cases": [c.__dict__ for c in cases],
-                   "records": records, "versions": versions}
-        (out / "default_threads.json").write_text(json.dumps(jsonable(payload), indent=1))
+    if out is not None:
         (out / "default_threads.md").write_text(text)
     return 0
