@@ -54,17 +54,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lowrank_sur.datasets import GRUNFELD_FIRMS, grunfeld_wide
+
 HERE = Path(__file__).resolve().parent
 GENERATOR = "tests/results/make_live_references.py"
 
-#: Short label -> firm name in statsmodels' Grunfeld data, in equation order.
-GRUNFELD_FIRMS = {
-    "gm": "General Motors",
-    "ch": "Chrysler",
-    "ge": "General Electric",
-    "wh": "Westinghouse",
-    "us": "US Steel",
-}
 GRUNFELD_CSV = HERE / "grunfeld_5firms.csv"
 IGLS_JSON = HERE / "grunfeld_linearmodels_igls.json"
 BP_JSON = HERE / "grunfeld_linearmodels_ols_breusch_pagan.json"
@@ -135,19 +129,14 @@ def _provenance(tool: str, call: str, data: str, **extra) -> dict:
 
 # ------------------------------------------------------------------ data
 def grunfeld_from_statsmodels() -> pd.DataFrame:
-    """The five-firm Grunfeld system in wide form, straight from statsmodels."""
-    from statsmodels.datasets import grunfeld
+    """The five-firm Grunfeld system in wide form, straight from statsmodels.
 
-    long = grunfeld.load_pandas().data
-    parts = []
-    for label, name in GRUNFELD_FIRMS.items():
-        d = long[long["firm"] == name].sort_values("year").set_index("year")
-        if len(d) != 20:
-            raise ValueError(f"{name}: expected 20 years, got {len(d)}")
-        parts.append(d[["invest", "value", "capital"]].astype(float).add_suffix(f"_{label}"))
-    out = pd.concat(parts, axis=1)
-    out.index = out.index.astype(int)
-    out.index.name = "year"
+    The loader is :func:`lowrank_sur.datasets.grunfeld_wide` (data loading only: the
+    reference numbers themselves come from linearmodels and statsmodels).
+    """
+    out = grunfeld_wide()
+    if len(out) != 20 or out.isna().any().any():
+        raise ValueError(f"expected 20 complete years, got {len(out)} rows")
     return out
 
 
