@@ -57,9 +57,9 @@ def check_rank(rank, k_eqs: int, nobs: int) -> int:
 SIGMA_DF = ("nobs", "geomean", "theil")
 
 
-def _check_sigma_df(value, debiased: bool) -> str:
+def _check_sigma_df(value, debiased: bool) -> str | None:
     if value is None:
-        return "geomean" if debiased else "nobs"
+        return None
     if not isinstance(value, str) or value.lower() not in SIGMA_DF:
         raise ValueError(f"sigma_df must be one of {SIGMA_DF} or None, got {value!r}")
     value = value.lower()
@@ -206,6 +206,13 @@ class FitOptions:
             )
         base = options if options is not None else cls()
         return dataclasses.replace(base, **kwargs) if kwargs else base
+
+    @property
+    def sigma_divisor(self) -> str:
+        """The divisor of Sigma-hat: ``sigma_df``, or what ``debiased`` selects."""
+        if self.sigma_df is not None:
+            return self.sigma_df
+        return "geomean" if self.debiased else "nobs"
 
     # ------------------------------------------------------- inner tolerances
     @property

@@ -117,7 +117,7 @@ def _fit_full(design: SURDesign, Y: np.ndarray, opts: FitOptions) -> FitRecord:
     if wc is not None:
         A = wc.project(A)
     R = Y - design.fitted(A)
-    cov = _dense_cov(design, sigma_hat(design, R, opts.sigma_df))
+    cov = _dense_cov(design, sigma_hat(design, R, opts.sigma_divisor))
     history = [cov.loglike(R)]
     iterations, converged = 0, True
     maxiter = opts.maxiter if opts.iterate else 1
@@ -131,7 +131,7 @@ def _fit_full(design: SURDesign, Y: np.ndarray, opts: FitOptions) -> FitRecord:
         if not opts.iterate:
             A = A_new
             break
-        new = _dense_cov(design, sigma_hat(design, R, opts.sigma_df))
+        new = _dense_cov(design, sigma_hat(design, R, opts.sigma_divisor))
         change = _change(A, A_new, cov.S, new.S)
         A = A_new
         converged = llf_close(history[-2], history[-1], opts.tol) and change <= opts.ptol
@@ -145,11 +145,11 @@ def _fit_full(design: SURDesign, Y: np.ndarray, opts: FitOptions) -> FitRecord:
             ConvergenceWarning,
             stacklevel=external_stacklevel(),
         )
-    ml = opts.iterate and opts.sigma_df == "nobs"
+    ml = opts.iterate and opts.sigma_divisor == "nobs"
     label = ("Iterated FGLS (maximum likelihood)" if ml else
              "Iterated FGLS" if opts.iterate else "Two-step FGLS")
-    if opts.sigma_df != "nobs":
-        label += f", Sigma df: {opts.sigma_df}"
+    if opts.sigma_divisor != "nobs":
+        label += f", Sigma df: {opts.sigma_divisor}"
     return FitRecord(
         coefs=design.to_coefs(A), cov=cov, llf=float(history[-1]),
         llf_history=[float(v) for v in history], iterations=iterations,
