@@ -205,3 +205,14 @@ def test_bad_constraints(grunfeld):
         model.fit(rank=1, constraints=(np.ones((1, 14)), [0.0]))
     with pytest.raises(TypeError, match="constraints must be"):
         model.fit(rank=1, constraints=np.ones((1, 15)))
+
+
+def test_constrained_history_never_falls(grunfeld):
+    """The sweeps stay on R b = q (the joint unconstrained polish is not used with constraints):
+    the llf history never falls and the restrictions hold at every reported point."""
+    _, model = grunfeld
+    res = model.fit(rank=2, constraints=CONSTRAINTS, tol=1e-13, ptol=1e-9)
+    assert res.converged
+    h = np.asarray(res.llf_history)
+    assert np.all(np.diff(h) >= -1e-12 * abs(res.llf))
+    np.testing.assert_allclose(_R(model) @ np.asarray(res.params), 0.0, atol=1e-12)

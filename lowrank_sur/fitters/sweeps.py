@@ -172,7 +172,8 @@ def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progre
     sw = _Sweeper(design, Y, beta_step, st, opts, name)
     step_max, polished, first = 1.0, False, st.iterations
     while st.iterations < opts.maxiter:
-        if not polished and st.iterations - first >= POLISH_AFTER:
+        # (the joint step ignores constraints imposed in estimation: not with them)
+        if not polished and opts.constraints is None and st.iterations - first >= POLISH_AFTER:
             polished, step_max = True, 1.0
             _polish(sw)
             continue
