@@ -216,3 +216,23 @@ def test_constrained_history_never_falls(grunfeld):
     h = np.asarray(res.llf_history)
     assert np.all(np.diff(h) >= -1e-12 * abs(res.llf))
     np.testing.assert_allclose(_R(model) @ np.asarray(res.params), 0.0, atol=1e-12)
+
+
+def test_arrays_interface_remove_data_and_criteria(grunfeld):
+    from lowrank_sur import fit_arrays
+
+    _, model = grunfeld
+    R = _R(model)
+    Xs = [np.asarray(X) for X in model.system.exog]
+    Y = model.system.endog.to_numpy()
+    rec = fit_arrays(Xs, Y, 0, constraints=(R, np.zeros(2)))
+    res = model.fit(rank=0, constraints=CONSTRAINTS)
+    np.testing.assert_allclose(np.concatenate(rec.coefs), res.params, rtol=1e-12)
+    free = model.fit(rank=0)
+    # two restrictions: two fewer free parameters in AIC/BIC
+    assert res.df_ic == free.df_ic - 2
+    np.testing.assert_allclose(res.aic, -2 * res.llf + 2 * res.df_ic)
+    bse = res.bse.copy()
+    res.remove_data()
+    pd.testing.assert_series_equal(res.bse, bse)
+    assert "Restrictions imposed in estimation" in res.summary().as_text()
