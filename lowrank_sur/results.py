@@ -127,7 +127,7 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
 
     @property
     def df_ic(self) -> int:
-        """Free parameters counted by AIC/BIC: ``P + K k - k (k - 1) / 2 + K - q`` (q restrictions)."""
+        """Free parameters counted by AIC/BIC: ``P + K k - k (k - 1) / 2 + K - q``."""
         q = 0 if self._record.constraints is None else self._record.constraints[0].shape[0]
         return n_free_params(self.model.k_params, self.k_eqs, self._cov_rank) - q
 
