@@ -16,6 +16,7 @@ from .coefcov import get_cov_type
 from .constraints import parse_constraints
 from .covariance import LowRankCovariance
 from .design import SURDesign
+from .equations import has_constant
 from .exceptions import (
     ConvergenceWarning,
     DataRemovedError,
@@ -79,13 +80,6 @@ def _subset(data, subset):
             f"subset names rows that data does not have ({exc}); give a boolean mask or "
             "labels of data.index"
         ) from exc
-
-
-def _has_constant(X: np.ndarray) -> bool:
-    """Whether some column is constant and non-zero (an intercept, whatever its value)."""
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        return False
-    return bool(np.any((np.ptp(X, axis=0) == 0) & (X[0] != 0)))
 
 
 def _fingerprint(Y: np.ndarray) -> str:
@@ -159,7 +153,7 @@ class LowRankSUR(LikelihoodModel):
         self.nobs = self.design.nobs
         self.n_dropped = system.n_dropped
         self.k_params = self.design.k_params
-        self.k_constant = sum(_has_constant(X) for X in system.exog)
+        self.k_constant = sum(has_constant(X) for X in system.exog)
         self.df_model = self.k_params - self.k_constant
         self.df_resid = self.nobs * self.k_eqs - self.k_params
         self._Y = system.endog.to_numpy()

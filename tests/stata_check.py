@@ -106,3 +106,10 @@ def compare_block(res, block) -> dict:
     else:
         out["chi2"] = assert_matches(chi2, st["chi2"], srnd["chi2"], "chi2")
     return out
+
+
+def rel_max(actual, desired) -> float:
+    """Largest absolute difference relative to the largest absolute entry of ``desired``."""
+    actual, desired = np.asarray(actual, dtype=float), np.asarray(desired, dtype=float)
+    assert actual.shape == desired.shape
+    return float(np.max(np.abs(actual - desired)) / np.max(np.abs(desired)))

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import statsmodels.api as sm
 from scipy import linalg
-from stata_check import compare_block, constraint_string, model_for, stata
+from stata_check import compare_block, constraint_string, model_for, rel_max, stata
 
 from lowrank_sur import LowRankSUR, simulate_sur
 from lowrank_sur.datasets import grunfeld_wide
@@ -98,14 +98,10 @@ def test_linearmodels_add_constraints(grunfeld, iterate):
     res = model.fit(rank="full", method="fgls", iterate=iterate, constraints=CONSTRAINTS,
                     tol=1e-14, ptol=1e-12)
 
-    def rel(a, b):
-        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-        return np.max(np.abs(a - b)) / np.max(np.abs(b))
-
-    assert rel(res.params, ref.params) < 1e-8
-    assert rel(res.cov_params(), ref.cov) < 1e-8
-    assert rel(res.bse, ref.std_errors) < 1e-8
-    assert rel(res.sigma, ref.sigma) < 1e-8
+    assert rel_max(res.params, ref.params) < 1e-8
+    assert rel_max(res.cov_params(), ref.cov) < 1e-8
+    assert rel_max(res.bse, ref.std_errors) < 1e-8
+    assert rel_max(res.sigma, ref.sigma) < 1e-8
     # the (R, q) pair gives the same fit as the strings
     res2 = model.fit(rank="full", method="fgls", iterate=iterate, constraints=(R, np.zeros(2)),
                      tol=1e-14, ptol=1e-12)

@@ -209,9 +209,11 @@ def fit_arrays(
         constant column if one is wanted.
     Y : array_like, shape (N, K)
         Responses, one column per equation.
-    rank : int
+    rank : int or "full"
         Number of factors k, ``0 <= k < K`` and ``k < N``. ``0`` is a diagonal Sigma
         (OLS per equation); ``K - 1`` leaves Sigma unrestricted (iterated SUR).
+        ``"full"`` (with ``method="fgls"``, K < N) fits an unrestricted Sigma by
+        feasible GLS.
     eq_names : sequence of str, optional
         Equation labels for messages (one per equation).
     options : FitOptions, optional
@@ -221,9 +223,10 @@ def fit_arrays(
     **kwargs
         Fitting options by name, overriding ``options``: ``method`` (``"als"``,
         the default, matrix-free with O(N K k) memory; ``"em"``, the dense EM
-        reference), ``tol``, ``ptol``, ``maxiter``, ``d_floor``, ``accelerate``,
-        ``disp``, ``callback``, ``n_starts``, ``seed``; see
-        :class:`~lowrank_sur.options.FitOptions`.
+        reference; ``"fgls"``, feasible GLS), ``tol``, ``ptol``, ``maxiter``,
+        ``d_floor``, ``accelerate``, ``disp``, ``callback``, ``n_starts``, ``seed``,
+        ``use_t``, ``debiased``, ``iterate``, ``sigma_df``, ``constraints`` (a pair
+        ``(R, q)``); see :class:`~lowrank_sur.options.FitOptions`.
 
     Returns
     -------
