@@ -192,6 +192,12 @@ class FitOptions:
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable, got {self.callback!r}")
         set_(self, "sigma_df", _check_sigma_df(self.sigma_df, self.debiased))
+        for name, used in (("iterate", self.iterate), ("sigma_df", self.sigma_df is not None)):
+            if used and self.method != "fgls":
+                raise ValueError(
+                    f"{name} is an option of method='fgls' (feasible GLS); method="
+                    f"{self.method!r} would ignore it"
+                )
         if self.constraints is not None:
             set_(self, "constraints", check_constraint_arrays(self.constraints))
 

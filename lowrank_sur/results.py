@@ -279,9 +279,9 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         return kept[key]
 
     @property
-    def _cov_rank(self) -> int:
-        """The rank as the covariance tests count it: ``K - 1`` for an unrestricted Sigma."""
-        return min(self.rank, self.k_eqs - 1)
+    def _cov_rank(self) -> int | None:
+        """The rank as the parameter counts take it: None for an unrestricted Sigma."""
+        return self.rank if isinstance(self.error_cov, LowRankCovariance) else None
 
     @property
     def _loadings(self) -> pd.DataFrame:
@@ -393,6 +393,8 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
     def lr_test_unrestricted(self) -> covtests.CovStructureTest:
         """Bartlett-corrected LR test against an unrestricted Sigma (iterated SUR; K < N)."""
         self._require_data("lr_test_unrestricted")
+        if self._cov_rank is None:
+            raise ValueError("this fit has an unrestricted Sigma already (rank='full')")
         llf_u, _ = covtests.unrestricted_llf(self.model.design, self.model._Y)
         return covtests.lr_test_unrestricted(self.llf, llf_u, self.nobs, self.k_eqs,
                                              self._cov_rank)

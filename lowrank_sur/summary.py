@@ -117,6 +117,11 @@ def _notes(res, shown, labels) -> list[str]:
             "the estimates are not the MLE (increase maxiter)."
         )
     notes.extend(_maximum_notes(res))
+    if (res._record.label or "").startswith("Two-step"):
+        notes.append(
+            "Two-step FGLS is a one-step estimator, not a maximum of the likelihood: the "
+            "log-likelihood is evaluated at its estimates (iterate=True gives the MLE)."
+        )
     if res.heywood:
         notes.append(
             "Heywood case(s): idiosyncratic variance at its floor for "

@@ -210,3 +210,41 @@ def test_too_many_equations():
     model = LowRankSUR({f"e{j}": f"y{j} ~ x{j}" for j in range(k)}, data)
     with pytest.raises(ValueError, match="fewer equations than observations"):
         model.fit(rank="full", method="fgls")
+
+
+def test_options_of_other_methods_refused(grunfeld):
+    _, model = grunfeld
+    with pytest.raises(ValueError, match="iterate is an option of method='fgls'"):
+        model.fit(rank=1, iterate=True)
+    with pytest.raises(ValueError, match="sigma_df is an option of method='fgls'"):
+        model.fit(rank=1, method="em", sigma_df="theil")
+    with pytest.raises(ValueError, match="rank='full'"):
+        model.fit(rank=1, method="fgls", sigma_df="theil")
+
+
+def test_full_rank_results_survive_remove_data_and_pickle(grunfeld, tmp_path):
+    import pickle
+
+    _, model = grunfeld
+    res = model.fit(rank="full", method="fgls")
+    text = res.summary().as_text()
+    assert "Two-step FGLS is a one-step estimator" in text
+    assert "Error factor structure" not in text
+    path = tmp_path / "full.pkl"
+    res.save(str(path))
+    back = pickle.loads(path.read_bytes())
+    pd.testing.assert_series_equal(back.params, res.params)
+    pd.testing.assert_frame_equal(back.sigma, res.sigma)
+    # LR tests count an unrestricted Sigma's K (K + 1) / 2 parameters
+    assert res.lr_test_diagonal().df == 10
+    ml = model.fit(rank="full", method="fgls", iterate=True)
+    assert ml.compare_lr_test(model.fit(rank=1)).df == 15 - (5 + 5 - 0)
+    with pytest.raises(ValueError, match="unrestricted Sigma already"):
+        ml.lr_test_unrestricted()
+    bse, r2 = res.bse.copy(), res.rsquared.copy()
+    res.remove_data()
+    pd.testing.assert_series_equal(res.bse, bse)
+    pd.testing.assert_series_equal(res.rsquared, r2)
+    assert "Rank (factors):                  full" in res.summary().as_text()
+    # the covariance-structure criteria count an unrestricted Sigma: K (K + 1) / 2
+    assert res.df_ic == 15 + 15

@@ -175,6 +175,11 @@ def _fit_lowrank(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
             f"iterate=True with rank={rank} is the maximum likelihood fit of the low-rank "
             "model: use method='als' (or method='fgls' without iterate for two-step FGLS)"
         )
+    if opts.sigma_df is not None:
+        raise ValueError(
+            f"sigma_df is the divisor of an unrestricted Sigma-hat (rank='full'); at "
+            f"rank={rank} Sigma is the factor fit of the OLS residuals"
+        )
     st, R = ols_start(design, Y, rank, opts, start)
     wc = whitened_constraints(design, opts)
     if wc is not None:
