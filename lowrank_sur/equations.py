@@ -326,11 +326,15 @@ class EquationResults:
         return S / np.outer(sd, sd)
 
     def _equation_cov(self, j: int) -> pd.DataFrame:
+        names = self.model.system.equations[j].exog_names
+        blocks = getattr(self._coef_cov, "blocks", None)
+        if blocks is not None:  # the estimator's diagonal blocks, computed once
+            cached = self._kept(f"cov_blocks_{id(self._coef_cov)}", blocks)
+            return pd.DataFrame(cached[j], index=names, columns=names)
         d = self.model.design
         lo, hi = int(d.offsets[j]), int(d.offsets[j + 1])
         E = np.zeros((hi - lo, d.k_params))
         E[np.arange(hi - lo), np.arange(lo, hi)] = 1.0
-        names = self.model.system.equations[j].exog_names
         return pd.DataFrame(self.cov_params(r_matrix=E), index=names, columns=names)
 
     def get_prediction(self, exog=None, transform: bool = True) -> SURPrediction:

@@ -351,7 +351,9 @@ class LowRankSUR(LikelihoodModel):
         estimator = get_cov_type(cov_type)
         cov_kwds = _check_cov_kwds(estimator, cov_kwds)
         selection = None
-        if isinstance(rank, str) and rank.lower() == FULL_RANK and max_rank is None:
+        if isinstance(rank, str) and rank.lower() == FULL_RANK:
+            if max_rank is not None:
+                raise ValueError(f"max_rank={max_rank!r} is used only by rank='aic' or 'bic'")
             record = fit_design(self.design, self._Y, FULL_RANK, opts)
         elif isinstance(rank, str):
             crit = rank.lower()
