@@ -204,8 +204,9 @@ def test_bad_constraints(grunfeld):
 
 
 def test_constrained_history_never_falls(grunfeld):
-    """The sweeps stay on R b = q (the joint unconstrained polish is not used with constraints):
-    the llf history never falls and the restrictions hold at every reported point."""
+    """The sweeps and the joint polishing step stay on R b = q: the llf history never falls
+    (an unconstrained polish step rose above the constrained maximum, then fell by 4.4) and
+    the restrictions hold."""
     _, model = grunfeld
     res = model.fit(rank=2, constraints=CONSTRAINTS, tol=1e-13, ptol=1e-9)
     assert res.converged
