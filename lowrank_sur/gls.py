@@ -25,7 +25,7 @@ from scipy.sparse.linalg import LinearOperator, cg
 from .covariance import Covariance, LowRankCovariance
 from .design import SURDesign
 
-__all__ = ["GLSOperator", "gls_dense"]
+__all__ = ["GLSOperator", "gls_dense", "dense_normal_matrix"]
 
 
 class GLSOperator:
@@ -175,7 +175,8 @@ class GLSOperator:
         return x
 
 
-def gls_dense(design: SURDesign, cov: Covariance, Y: np.ndarray) -> np.ndarray:
+def gls_dense(design: SURDesign, cov: Covariance, Y: np.ndarray,
+              constraints=None) -> np.ndarray:
     """Exact GLS with the dense ``Sigma^{-1}`` (K x K); returns whitened coefs (K x pmax).
 
     Parameters
@@ -186,18 +187,35 @@ def gls_dense(design: SURDesign, cov: Covariance, Y: np.ndarray) -> np.ndarray:
         The error covariance; its dense inverse is formed (small K only).
     Y : ndarray, shape (N, K)
         Responses.
+    constraints : WhitenedConstraints, optional
+        Linear restrictions imposed on the solution
+        (:class:`lowrank_sur.constraints.WhitenedConstraints`).
     """
     K, pm = design.k_eqs, design.pmax
     idx = design.packed_index()
-    eq = idx // pm
-    if design.shared:
+    if design.shared and constraints is None:
         # Q'Q = I, so A~ = Sigma^{-1} kron I and c~ = (Q'Y Sigma^{-1}) ...: GLS is OLS.
         return design.ols(Y)
     Sigma_inv = cov.inv_dense()
-    Qall = design.Q.transpose(2, 0, 1).reshape(design.nobs, K * pm)[:, idx]
-    A = (Qall.T @ Qall) * Sigma_inv[np.ix_(eq, eq)]
+    A = dense_normal_matrix(design, Sigma_inv)
     c = design.rmul(Y @ Sigma_inv).ravel()[idx]
-    a = linalg.solve(A, c, assume_a="pos")
+    if constraints is None:
+        a = linalg.solve(A, c, assume_a="pos")
+    else:
+        cf = linalg.cho_factor(A, lower=True)
+        a = constraints.project(linalg.cho_solve(cf, c), lambda B: linalg.cho_solve(cf, B),
+                                index=idx)
     out = np.zeros(K * pm)
     out[idx] = a
     return out.reshape(K, pm)
+
+
+def dense_normal_matrix(design: SURDesign, Sigma_inv: np.ndarray) -> np.ndarray:
+    """``A~ = Q'(Sigma^{-1} kron I) Q``, packed (P x P, no padding), for a dense ``Sigma^{-1}``."""
+    pm = design.pmax
+    if design.shared:
+        return np.kron(Sigma_inv, np.eye(pm))
+    idx = design.packed_index()
+    eq = idx // pm
+    Qall = design.Q.transpose(2, 0, 1).reshape(design.nobs, design.k_eqs * pm)[:, idx]
+    return (Qall.T @ Qall) * Sigma_inv[np.ix_(eq, eq)]

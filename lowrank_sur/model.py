@@ -13,8 +13,10 @@ import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .coefcov import get_cov_type
+from .constraints import parse_constraints
 from .covariance import LowRankCovariance
 from .design import SURDesign
+from .equations import has_constant
 from .exceptions import (
     ConvergenceWarning,
     DataRemovedError,
@@ -25,6 +27,8 @@ from .exceptions import (
     external_stacklevel,
 )
 from .fitters import fit_design
+from .fitters.api import FULL_RANK
+from .fullcov import coefficient_covariance
 from .newdata import exog_matrices
 from .options import FitOptions, check_int
 from .results import LowRankSURResults, LowRankSURResultsWrapper
@@ -76,13 +80,6 @@ def _subset(data, subset):
             f"subset names rows that data does not have ({exc}); give a boolean mask or "
             "labels of data.index"
         ) from exc
-
-
-def _has_constant(X: np.ndarray) -> bool:
-    """Whether some column is constant and non-zero (an intercept, whatever its value)."""
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        return False
-    return bool(np.any((np.ptp(X, axis=0) == 0) & (X[0] != 0)))
 
 
 def _fingerprint(Y: np.ndarray) -> str:
@@ -156,7 +153,7 @@ class LowRankSUR(LikelihoodModel):
         self.nobs = self.design.nobs
         self.n_dropped = system.n_dropped
         self.k_params = self.design.k_params
-        self.k_constant = sum(_has_constant(X) for X in system.exog)
+        self.k_constant = sum(has_constant(X) for X in system.exog)
         self.df_model = self.k_params - self.k_constant
         self.df_resid = self.nobs * self.k_eqs - self.k_params
         self._Y = system.endog.to_numpy()
@@ -304,16 +301,20 @@ class LowRankSUR(LikelihoodModel):
 
         Parameters
         ----------
-        rank : int, "aic", "bic" or None
-            Number of factors k (``0 <= k < K`` and ``k < N``). ``None`` uses
+        rank : int, "full", "aic", "bic" or None
+            Number of factors k (``0 <= k < K`` and ``k < N``). ``"full"`` is an
+            unrestricted Sigma (K < N), fitted by ``method="fgls"``: two-step FGLS, or
+            with ``iterate=True`` iterated FGLS (the MLE). ``None`` uses
             :func:`~lowrank_sur.selection.default_rank`, ``min(8, ceil(K / 10))``.
             ``"aic"`` / ``"bic"`` fit every rank from 0 to ``max_rank`` and keep the
             best by the criterion; the comparison table is ``results.rank_selection``.
             The warnings of the selected fit are issued, those of the other candidates
             summarised in one warning.
         method : str
-            A registered fitter: ``"als"`` (matrix-free, O(N K k) memory; default)
-            or ``"em"`` (the dense EM reference, O(K^2 + P^2) memory).
+            A registered fitter: ``"als"`` (matrix-free, O(N K k) memory; default),
+            ``"em"`` (the dense EM reference, O(K^2 + P^2) memory) or ``"fgls"``
+            (feasible GLS, :mod:`lowrank_sur.fitters.fgls`; two-step at an integer
+            rank: OLS, factor fit of its residuals, one GLS step).
         max_rank : int, optional
             Largest rank tried by ``"aic"`` / ``"bic"`` (default ``min(K - 1, N - 1, 10)``);
             only with those.
@@ -330,8 +331,13 @@ class LowRankSUR(LikelihoodModel):
             (relative log-likelihood change, with ``ptol`` the largest parameter
             change, for convergence), ``d_floor`` (floor for ``D_j`` relative to
             equation j's OLS residual variance), ``accelerate`` (EM only: SQUAREM),
-            ``disp`` (print one line per iteration), ``callback``. Unknown keywords
-            raise ``TypeError``.
+            ``disp`` (print one line per iteration), ``callback``; ``use_t``
+            (t and F reference distributions, Stata's ``small``); for ``"fgls"``
+            ``iterate``, ``debiased`` and ``sigma_df`` (the divisor of Sigma-hat);
+            ``constraints``: linear restrictions imposed in estimation, as strings in
+            the parameter names (``"gm_value_gm = ge_value_ge, ch_value_ch = 0"``) or
+            a pair ``(R, q)``, for every fitter and rank (the coefficient covariance is
+            then the restricted one). Unknown keywords raise ``TypeError``.
 
         Returns
         -------
@@ -339,14 +345,22 @@ class LowRankSUR(LikelihoodModel):
             Wrapped so that outputs carry pandas labels.
         """
         self._require_data("model.fit")
+        if options.get("constraints") is not None:
+            options["constraints"] = parse_constraints(options["constraints"], self.param_names)
         opts = FitOptions.from_kwargs(method=method, **options)
         estimator = get_cov_type(cov_type)
         cov_kwds = _check_cov_kwds(estimator, cov_kwds)
         selection = None
-        if isinstance(rank, str):
+        if isinstance(rank, str) and rank.lower() == FULL_RANK:
+            if max_rank is not None:
+                raise ValueError(f"max_rank={max_rank!r} is used only by rank='aic' or 'bic'")
+            record = fit_design(self.design, self._Y, FULL_RANK, opts)
+        elif isinstance(rank, str):
             crit = rank.lower()
             if crit not in CRITERIA:
-                raise ValueError(f"rank must be an integer, 'aic', 'bic' or None, got {rank!r}")
+                raise ValueError(
+                    f"rank must be an integer, 'full', 'aic', 'bic' or None, got {rank!r}"
+                )
             record, selection = self._select_rank(crit, max_rank, opts)
         elif max_rank is not None:
             raise ValueError(
@@ -362,9 +376,10 @@ class LowRankSUR(LikelihoodModel):
                                     default_rank(self.k_eqs, self.nobs), opts)
         else:
             record = fit_design(self.design, self._Y, rank, opts)
-        coef_cov = estimator(self.design, self._Y, record, **cov_kwds)
+        coef_cov = coefficient_covariance(cov_type, self.design, self._Y, record, cov_kwds)
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection)
+        res.use_t = opts.use_t
         return LowRankSURResultsWrapper(res)
 
     def _max_rank(self, max_rank) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from .factor import EM_CYCLES, FactorOptions
 from .registry import FITTERS
 
-__all__ = ["FitOptions", "check_rank", "check_int"]
+__all__ = ["FitOptions", "check_rank", "check_int", "check_constraint_arrays", "SIGMA_DF"]
 
 
 def check_int(name: str, value, minimum: int) -> int:
@@ -51,6 +51,43 @@ def check_rank(rank, k_eqs: int, nobs: int) -> int:
             f"rank={rank} must be smaller than the number of observations N={nobs}"
         )
     return rank
+
+
+#: Divisors of Sigma-hat for ``method="fgls"`` (see :class:`FitOptions`).
+SIGMA_DF = ("nobs", "geomean", "theil")
+
+
+def _check_sigma_df(value, debiased: bool) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or value.lower() not in SIGMA_DF:
+        raise ValueError(f"sigma_df must be one of {SIGMA_DF} or None, got {value!r}")
+    value = value.lower()
+    if debiased and value != "geomean":
+        raise ValueError(
+            f"debiased=True is sigma_df='geomean' but sigma_df={value!r} was given; "
+            "give one of them"
+        )
+    return value
+
+
+def check_constraint_arrays(constraints) -> tuple[np.ndarray, np.ndarray]:
+    """``(R, q)`` as float arrays: R 2-D (q x P) and q of length q, finite."""
+    if not isinstance(constraints, tuple) or len(constraints) != 2:
+        raise TypeError(
+            "constraints must be a pair (R, q) of a q x P matrix and a length-q vector "
+            f"(or, in LowRankSUR.fit, a string), got {type(constraints).__name__}"
+        )
+    R = np.atleast_2d(np.asarray(constraints[0], dtype=float))
+    q = np.atleast_1d(np.asarray(constraints[1], dtype=float)).ravel()
+    if R.ndim != 2 or q.shape != (R.shape[0],):
+        raise ValueError(
+            f"constraints: R has shape {R.shape} and q {q.shape}; q needs one value per row "
+            "of R"
+        )
+    if not (np.all(np.isfinite(R)) and np.all(np.isfinite(q))):
+        raise ValueError("constraints: R and q must be finite")
+    return R, q
 
 
 @dataclass(frozen=True)
@@ -89,6 +126,38 @@ class FitOptions:
         random ones), each run a short way and the best polished to convergence.
     seed : int
         Seed of the random starts (the fit is deterministic given it).
+    use_t : bool
+        Use t and F reference distributions (Stata's ``small``) instead of the normal and
+        chi-squared ones.
+    debiased : bool
+        Degrees-of-freedom correction of Sigma-hat. For ``method="fgls"`` at
+        ``rank="full"``: ``Sigma_ij = r_i'r_j / sqrt((N - p_i)(N - p_j))`` (Stata's
+        ``dfk``, systemfit's ``"geomean"``, linearmodels' ``debiased``); the same as
+        ``sigma_df="geomean"``.
+    iterate : bool
+        ``method="fgls"`` only: iterate the FGLS steps to convergence (Stata's ``isure``,
+        linearmodels' ``iterate=True``); with ``sigma_df="nobs"`` this is the maximum
+        likelihood estimate. ``False`` (default) is two-step FGLS.
+    sigma_df : {None, "nobs", "geomean", "theil"}
+        ``method="fgls"`` only: the divisor of Sigma-hat from the residuals ``r_i``:
+        ``"nobs"`` (``r_i'r_j / N``, maximum likelihood, the default), ``"geomean"``
+        (``r_i'r_j / sqrt((N - p_i)(N - p_j))``; what ``debiased=True`` selects) or
+        ``"theil"`` (``r_i'r_j / (N - p_i - p_j + tr(P_i P_j))`` with ``P_i`` the hat
+        matrix of equation i; systemfit's ``"Theil"``). None follows ``debiased``.
+    constraints : tuple of (ndarray, ndarray), optional
+        Linear restrictions ``R b = q`` imposed in estimation (``R`` is q x P in the order
+        of the parameters, ``q`` of length q); :meth:`LowRankSUR.fit
+        <lowrank_sur.LowRankSUR.fit>` also takes them as a string of equations in the
+        parameter names (:mod:`lowrank_sur.constraints`).
+
+    References
+    ----------
+    Theil, H. (1971). *Principles of Econometrics*. Wiley, New York (the ``"theil"``
+    divisor, as in systemfit).
+
+    Zellner, A. (1962). An efficient method of estimating seemingly unrelated regressions
+    and tests for aggregation bias. *Journal of the American Statistical Association* 57,
+    348-368.
     """
 
     method: str = "als"
@@ -101,6 +170,11 @@ class FitOptions:
     callback: Callable[[int, float], None] | None = None
     n_starts: int | str = "auto"
     seed: int = 0
+    use_t: bool = False
+    debiased: bool = False
+    iterate: bool = False
+    sigma_df: str | None = None
+    constraints: tuple | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -109,7 +183,7 @@ class FitOptions:
         set_(self, "tol", _check_positive("tol", self.tol))
         set_(self, "ptol", _check_positive("ptol", self.ptol))
         set_(self, "d_floor", _check_positive("d_floor", self.d_floor, upper=1.0))
-        for name in ("accelerate", "disp"):
+        for name in ("accelerate", "disp", "use_t", "debiased", "iterate"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (isinstance(self.n_starts, str) and self.n_starts == "auto"):
@@ -117,6 +191,15 @@ class FitOptions:
         set_(self, "seed", check_int("seed", self.seed, 0))
         if self.callback is not None and not callable(self.callback):
             raise TypeError(f"callback must be callable, got {self.callback!r}")
+        set_(self, "sigma_df", _check_sigma_df(self.sigma_df, self.debiased))
+        for name, used in (("iterate", self.iterate), ("sigma_df", self.sigma_df is not None)):
+            if used and self.method != "fgls":
+                raise ValueError(
+                    f"{name} is an option of method='fgls' (feasible GLS); method="
+                    f"{self.method!r} would ignore it"
+                )
+        if self.constraints is not None:
+            set_(self, "constraints", check_constraint_arrays(self.constraints))
 
     @classmethod
     def from_kwargs(cls, options: FitOptions | None = None, **kwargs) -> FitOptions:
@@ -129,6 +212,13 @@ class FitOptions:
             )
         base = options if options is not None else cls()
         return dataclasses.replace(base, **kwargs) if kwargs else base
+
+    @property
+    def sigma_divisor(self) -> str:
+        """The divisor of Sigma-hat: ``sigma_df``, or what ``debiased`` selects."""
+        if self.sigma_df is not None:
+            return self.sigma_df
+        return "geomean" if self.debiased else "nobs"
 
     # ------------------------------------------------------- inner tolerances
     @property

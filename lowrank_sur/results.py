@@ -13,7 +13,8 @@ from statsmodels.iolib.summary import Summary
 from . import covtests, plotting
 from .coefcov import CoefCovEstimator
 from .coefcov.stored import StoredCovariance
-from .covariance import canonical_loadings
+from .covariance import LowRankCovariance, canonical_loadings
+from .equations import EquationResults
 from .exceptions import DataRemovedError, data_removed_message
 from .fitters import FitRecord
 from .hypotheses import RestrictionTests
@@ -36,7 +37,7 @@ KEEP_COV_MAX_PARAMS = 500
 KEEP_COV_MAX_BYTES = 256 * 2**20
 
 
-class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
+class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResults):
     """Results of :meth:`LowRankSUR.fit <lowrank_sur.LowRankSUR.fit>`.
 
     The coefficient covariance comes from the estimator registered for ``cov_type``
@@ -126,8 +127,9 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
 
     @property
     def df_ic(self) -> int:
-        """Free parameters counted by AIC/BIC: ``P + K k - k (k - 1) / 2 + K``."""
-        return n_free_params(self.model.k_params, self.k_eqs, self.rank)
+        """Free parameters counted by AIC/BIC: ``P + K k - k (k - 1) / 2 + K - q``."""
+        q = 0 if self._record.constraints is None else self._record.constraints[0].shape[0]
+        return n_free_params(self.model.k_params, self.k_eqs, self._cov_rank) - q
 
     @property
     def aic(self) -> float:
@@ -277,7 +279,18 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
         return kept[key]
 
     @property
+    def _cov_rank(self) -> int | None:
+        """The rank as the parameter counts take it: None for an unrestricted Sigma."""
+        return self.rank if isinstance(self.error_cov, LowRankCovariance) else None
+
+    @property
     def _loadings(self) -> pd.DataFrame:
+        if not isinstance(self.error_cov, LowRankCovariance):
+            raise ValueError(
+                "this fit has an unrestricted Sigma (rank='full'): it has no factor "
+                "structure; see results.sigma and results.resid_corr"
+            )
+
         def compute():
             F = canonical_loadings(self.error_cov.F, self.error_cov.D)
             cols = [f"factor_{r + 1}" for r in range(self.rank)]
@@ -293,6 +306,7 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
     @property
     def idiosyncratic_var(self) -> pd.Series:
         """Idiosyncratic (equation-specific) error variances D."""
+        _ = self._loadings  # an unrestricted Sigma has none: say so
         return pd.Series(np.array(self.error_cov.D, dtype=float), index=self.equation_labels,
                          name="idiosyncratic_var")
 
@@ -340,7 +354,8 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
 
     def lr_test_diagonal(self) -> covtests.CovStructureTest:
         """LR test of this rank against a diagonal Sigma (rank 0)."""
-        return covtests.lr_test_diagonal(self.llf, self._llf_diagonal, self.k_eqs, self.rank)
+        return covtests.lr_test_diagonal(self.llf, self._llf_diagonal, self.k_eqs,
+                                         self._cov_rank)
 
     def compare_lr_test(self, other) -> covtests.CovStructureTest:
         """LR test between this fit and another of a different rank on the same model.
@@ -372,13 +387,17 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
                 "different rank"
             )
         small, big = (self, other) if self.rank < other.rank else (other, self)
-        return covtests.lr_test_nested(small.llf, small.rank, big.llf, big.rank, self.k_eqs)
+        return covtests.lr_test_nested(small.llf, small._cov_rank, big.llf, big._cov_rank,
+                                       self.k_eqs)
 
     def lr_test_unrestricted(self) -> covtests.CovStructureTest:
         """Bartlett-corrected LR test against an unrestricted Sigma (iterated SUR; K < N)."""
         self._require_data("lr_test_unrestricted")
+        if self._cov_rank is None:
+            raise ValueError("this fit has an unrestricted Sigma already (rank='full')")
         llf_u, _ = covtests.unrestricted_llf(self.model.design, self.model._Y)
-        return covtests.lr_test_unrestricted(self.llf, llf_u, self.nobs, self.k_eqs, self.rank)
+        return covtests.lr_test_unrestricted(self.llf, llf_u, self.nobs, self.k_eqs,
+                                             self._cov_rank)
 
     def breusch_pagan(self) -> covtests.CovStructureTest:
         """Breusch-Pagan LM test of a diagonal Sigma on the OLS residuals."""
@@ -399,7 +418,9 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
         convention).
         """
         if self.model._Y is not None and self.model.design.Q is not None:
-            _ = self.bse, self._loadings, self._llf_diagonal, self._breusch_pagan
+            _ = self.bse, self._llf_diagonal, self._breusch_pagan, self._eq_stats
+            if isinstance(self.error_cov, LowRankCovariance):
+                _ = self._loadings
             P, N, k = self.params.size, self.nobs, max(self.rank, 1)
             keep = P <= KEEP_COV_MAX_PARAMS and 8 * N * k * P <= KEEP_COV_MAX_BYTES
             self._coef_cov = StoredCovariance(

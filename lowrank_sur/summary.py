@@ -11,6 +11,9 @@ import numpy as np
 from statsmodels.iolib.summary import Summary, summary_params
 from statsmodels.iolib.table import SimpleTable
 
+from .constraints import describe_constraints
+from .covariance import LowRankCovariance
+from .exceptions import DataRemovedError
 from .fitters import get_fitter
 from .options import check_int
 
@@ -55,8 +58,8 @@ def shown_equations(labels: list[str], max_equations, equations) -> list[int]:
 def _header(res) -> tuple[list, list]:
     left = [
         ("Model:", ["LowRankSUR"]),
-        ("Method:", [get_fitter(res.method).label]),
-        ("Rank (factors):", [str(res.rank)]),
+        ("Method:", [res._record.label or get_fitter(res.method).label]),
+        ("Rank (factors):", ["full" if _full(res) else str(res.rank)]),
         ("No. Equations:", [str(res.k_eqs)]),
         ("No. Observations:", [str(res.nobs)]),
         ("Rows dropped:", [str(res.n_dropped)]),
@@ -114,13 +117,35 @@ def _notes(res, shown, labels) -> list[str]:
             "the estimates are not the MLE (increase maxiter)."
         )
     notes.extend(_maximum_notes(res))
+    if (res._record.label or "").startswith("Two-step"):
+        notes.append(
+            "Two-step FGLS is a one-step estimator, not a maximum of the likelihood: the "
+            "log-likelihood is evaluated at its estimates (iterate=True gives the MLE)."
+        )
     if res.heywood:
         notes.append(
             "Heywood case(s): idiosyncratic variance at its floor for "
             f"{', '.join(res.heywood[:10])}{' ...' if len(res.heywood) > 10 else ''}."
         )
+    if res._record.constraints is not None:
+        R, q = res._record.constraints
+        notes.append("Restrictions imposed in estimation: "
+                     + "; ".join(describe_constraints(R, q, list(res.model.param_names))) + ".")
     notes.append(res._coef_cov.note)
     return notes
+
+
+def _full(res) -> bool:
+    """Whether the fit has an unrestricted Sigma (no factor structure)."""
+    return not isinstance(res.error_cov, LowRankCovariance)
+
+
+def _rsquared_text(res, j: int) -> str:
+    """``"    R-squared: 0.9213"`` for equation j, or empty when it cannot be computed."""
+    try:
+        return f"    R-squared: {res.rsquared.iloc[j]:.4f}"
+    except DataRemovedError:
+        return ""
 
 
 def factor_table(res, shown) -> SimpleTable:
@@ -163,10 +188,12 @@ def build_summary(res, alpha: float = 0.05, max_equations: int = 20,
             yname=eq.dep_name,
             xname=list(eq.exog_names),
             alpha=alpha,
-            use_t=False,
-            title=f"Equation: {eq.label}    Dependent variable: {eq.dep_name}",
+            use_t=res.use_t,
+            title=(f"Equation: {eq.label}    Dependent variable: {eq.dep_name}"
+                   f"{_rsquared_text(res, j)}"),
         )
         smry.tables.append(tab)
-    smry.tables.append(factor_table(res, shown))
+    if not _full(res):
+        smry.tables.append(factor_table(res, shown))
     smry.add_extra_txt(_notes(res, shown, labels))
     return smry

@@ -7,11 +7,15 @@
     The textbook EM/ECM reference with the dense K x K ``Sigma^{-1}``
     (:mod:`lowrank_sur.fitters.em`). O(K^2 + P^2) memory.
 
-Both reach the same maximum. A new fitter is one module that registers itself
+``fgls``
+    Feasible GLS (:mod:`lowrank_sur.fitters.fgls`): two-step or iterated, with an
+    unrestricted Sigma (``rank="full"``) or the two-step low-rank variant.
+
+The ML fitters reach the same maximum. A new fitter is one module that registers itself
 and one import line below.
 """
 
-from . import als, em  # noqa: F401  (registry lines: importing registers the fitters)
+from . import als, em, fgls  # noqa: F401  (registry lines: importing registers the fitters)
 from .api import fit_arrays, fit_design
 from .record import FitRecord
 from .registry import Fitter, available_methods, get_fitter, register_fitter

@@ -16,12 +16,15 @@ from ..design import SURDesign
 from ..factor import FactorOptions, fit_factor
 from ..gls import GLSOperator
 from ..options import FitOptions
-from .common import Start, finish, ols_start
+from .common import Start, finish, ols_start, whitened_constraints
 from .record import FitRecord
 from .registry import register_fitter
 from .sweeps import run_sweeps
 
 __all__ = ["fit_als"]
+
+#: Relative residual of the conjugate-gradient solves ``A~^{-1} R~'`` of a constrained step.
+CONSTRAINT_RTOL = 1e-10
 
 
 @register_fitter("als", "ALS (maximum likelihood)")
@@ -29,8 +32,12 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
            start: Start | None = None) -> FitRecord:
     """Fit by alternating GLS and factor steps (see the module notes)."""
     st, R = ols_start(design, Y, rank, opts, start)
+    wc = whitened_constraints(design, opts)
+    if wc is not None:  # start from the least-squares point that satisfies them
+        st.A = wc.project(st.A)
+        R = Y - design.fitted(st.A)
     st.history.append(LowRankCovariance(st.F, st.D).loglike(R))
-    if rank == 0 or design.shared:
+    if (rank == 0 or design.shared) and wc is None:
         # GLS equals OLS whatever Sigma is: one beta step, then factor analysis of R.
         st.A = design.ols(Y)
         R = Y - design.fitted(st.A)
@@ -54,7 +61,11 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
             R = design.residuals(YT, A)
         r0, c_norm = op.residual_system(QtY, A, Y, R)
         delta = op.solve(r0, rtol=0.0, atol=opts.cg_rtol * c_norm)
+        A1 = A + delta.reshape(A.shape)
+        if wc is not None:  # constrained GLS: q more solves with the same operator
+            A1 = wc.project(A1, lambda B: np.column_stack(
+                [op.solve(b, rtol=CONSTRAINT_RTOL) for b in B.T]))
         st.cg_iterations += op.cg_iterations
-        return A + delta.reshape(A.shape)
+        return A1
 
     return finish(design, run_sweeps(design, Y, beta_step, st, opts, "ALS sweep"), opts)

@@ -15,9 +15,9 @@ from ..selection import warn_if_unidentified
 from .common import Start
 from .multistart import fit_with_starts
 from .record import FitRecord
-from .registry import get_fitter
+from .registry import available_methods, get_fitter
 
-__all__ = ["fit_design", "fit_arrays"]
+__all__ = ["fit_design", "fit_arrays", "FULL_RANK"]
 
 
 def fit_design(
@@ -37,8 +37,8 @@ def fit_design(
         The whitened design.
     Y : ndarray, shape (N, K)
         Responses.
-    rank : int
-        Number of factors.
+    rank : int or "full"
+        Number of factors, or ``"full"`` for an unrestricted Sigma (``method="fgls"``).
     options : FitOptions, optional
         Validated options; keywords (fields of :class:`~lowrank_sur.options.FitOptions`)
         override them.
@@ -57,17 +57,55 @@ def fit_design(
         (``degenerate``), and what every start reached (``starts``, ``n_maxima``).
     """
     opts = FitOptions.from_kwargs(options, **kwargs)
+    fitter = get_fitter(opts.method)
+    if opts.constraints is not None and opts.constraints[0].shape[1] != design.k_params:
+        raise ValueError(
+            f"constraints: R has {opts.constraints[0].shape[1]} columns but the model has "
+            f"{design.k_params} coefficients"
+        )
+    if isinstance(rank, str) and rank.lower() == FULL_RANK:
+        return _fit_full(fitter, design, Y, opts, start_params)
     rank = check_rank(rank, design.k_eqs, design.nobs)
     warn_if_unidentified(design.k_eqs, rank)
     bounded = check_bounded(design, Y, rank)
     if not bounded.bounded:
         warn_unbounded(bounded, rank, design.eq_names)
     start = _user_start(design, rank, start_params)
-    fitter = get_fitter(opts.method)
     if fitter.dense:
         _warn_if_dense_is_large(design, opts.method)
-    rec = fit_with_starts(fitter.fit, design, Y, rank, opts, start)
+    if fitter.starts:
+        rec = fit_with_starts(fitter.fit, design, Y, rank, opts, start)
+    else:
+        rec = fitter.fit(design, Y, rank, opts, start)
     rec.likelihood_bounded = bounded.bounded
+    rec.constraints = opts.constraints
+    return rec
+
+
+#: The ``rank`` of an unrestricted Sigma.
+FULL_RANK = "full"
+
+
+def _fit_full(fitter, design: SURDesign, Y: np.ndarray, opts: FitOptions,
+              start_params) -> FitRecord:
+    """``rank="full"``: an unrestricted Sigma (K < N), by a fitter that supports it."""
+    if not fitter.full:
+        full = [n for n in available_methods() if get_fitter(n).full]
+        raise ValueError(
+            f"rank='full' (an unrestricted Sigma) is fitted by method={full[0]!r} "
+            f"(two-step FGLS; iterate=True for maximum likelihood), not method="
+            f"{opts.method!r}"
+        )
+    if design.k_eqs >= design.nobs:
+        raise ValueError(
+            f"rank='full' needs fewer equations than observations (K={design.k_eqs}, "
+            f"N={design.nobs}): Sigma-hat is singular otherwise; use a low rank"
+        )
+    if start_params is not None:
+        raise ValueError("start_params is not used with rank='full'")
+    _warn_if_dense_is_large(design, opts.method)
+    rec = fitter.fit(design, Y, design.k_eqs, opts, None)
+    rec.constraints = opts.constraints
     return rec
 
 
@@ -171,9 +209,11 @@ def fit_arrays(
         constant column if one is wanted.
     Y : array_like, shape (N, K)
         Responses, one column per equation.
-    rank : int
+    rank : int or "full"
         Number of factors k, ``0 <= k < K`` and ``k < N``. ``0`` is a diagonal Sigma
         (OLS per equation); ``K - 1`` leaves Sigma unrestricted (iterated SUR).
+        ``"full"`` (with ``method="fgls"``, K < N) fits an unrestricted Sigma by
+        feasible GLS.
     eq_names : sequence of str, optional
         Equation labels for messages (one per equation).
     options : FitOptions, optional
@@ -183,9 +223,10 @@ def fit_arrays(
     **kwargs
         Fitting options by name, overriding ``options``: ``method`` (``"als"``,
         the default, matrix-free with O(N K k) memory; ``"em"``, the dense EM
-        reference), ``tol``, ``ptol``, ``maxiter``, ``d_floor``, ``accelerate``,
-        ``disp``, ``callback``, ``n_starts``, ``seed``; see
-        :class:`~lowrank_sur.options.FitOptions`.
+        reference; ``"fgls"``, feasible GLS), ``tol``, ``ptol``, ``maxiter``,
+        ``d_floor``, ``accelerate``, ``disp``, ``callback``, ``n_starts``, ``seed``,
+        ``use_t``, ``debiased``, ``iterate``, ``sigma_df``, ``constraints`` (a pair
+        ``(R, q)``); see :class:`~lowrank_sur.options.FitOptions`.
 
     Returns
     -------

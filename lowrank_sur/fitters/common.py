@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..constraints import WhitenedConstraints
 from ..covariance import LowRankCovariance
 from ..design import SURDesign
 from ..exceptions import ConvergenceWarning, HeywoodWarning, external_stacklevel
@@ -18,7 +19,7 @@ from ..starts import start_values
 from .record import FitRecord
 
 __all__ = ["Start", "Progress", "ols_start", "finish", "param_change", "llf_close", "report",
-           "join_equations"]
+           "join_equations", "whitened_constraints"]
 
 
 @dataclass
@@ -146,6 +147,13 @@ def ols_start(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
         A = np.array(start.A, dtype=float)
         R = Y - design.fitted(A)
     return Progress(A, np.array(start.F, dtype=float), np.maximum(start.D, floor), floor, []), R
+
+
+def whitened_constraints(design: SURDesign, opts: FitOptions) -> WhitenedConstraints | None:
+    """The constraints of ``opts`` on the whitened coefficients (None without any)."""
+    if opts.constraints is None:
+        return None
+    return WhitenedConstraints(design, *opts.constraints)
 
 
 def _convergence_advice(st: Progress, opts: FitOptions) -> str:

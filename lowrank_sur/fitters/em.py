@@ -25,7 +25,7 @@ from ..design import SURDesign
 from ..factor import FactorProblem
 from ..gls import gls_dense
 from ..options import FitOptions
-from .common import Start, finish, llf_close, ols_start, param_change, report
+from .common import Start, finish, llf_close, ols_start, param_change, report, whitened_constraints
 from .record import FitRecord
 from .registry import register_fitter
 from .sweeps import run_sweeps
@@ -44,8 +44,10 @@ def _dense(F: np.ndarray, D: np.ndarray) -> DenseCovariance:
 class _EMMap:
     """The joint EM map on ``x = (A, F, D)``: dense GLS step, then one factor EM step."""
 
-    def __init__(self, design: SURDesign, Y: np.ndarray, rank: int, floor: np.ndarray):
+    def __init__(self, design: SURDesign, Y: np.ndarray, rank: int, floor: np.ndarray,
+                 constraints=None):
         self.design, self.Y, self.rank, self.floor = design, Y, rank, floor
+        self.constraints = constraints
         K, pm = design.k_eqs, design.pmax
         self.nA, self.nF = K * pm, K * rank
 
@@ -61,7 +63,7 @@ class _EMMap:
         except np.linalg.LinAlgError:
             return x, -np.inf
         llf = cov.loglike(self.Y - self.design.fitted(A))
-        A_new = gls_dense(self.design, cov, self.Y)
+        A_new = gls_dense(self.design, cov, self.Y, self.constraints)
         prob = FactorProblem(self.Y - self.design.fitted(A_new), self.rank, self.floor, px=False)
         fd, _ = prob.em_step(prob.pack(F, D))
         return np.concatenate([A_new.ravel(), fd]), float(llf)
@@ -77,7 +79,10 @@ def fit_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
            start: Start | None = None) -> FitRecord:
     """Fit by EM with the dense ``Sigma^{-1}``, finished by ECM sweeps (see the module notes)."""
     st, _ = ols_start(design, Y, rank, opts, start)
-    em = _EMMap(design, Y, rank, st.floor)
+    wc = whitened_constraints(design, opts)
+    if wc is not None:  # start from the least-squares point that satisfies them
+        st.A = wc.project(st.A)
+    em = _EMMap(design, Y, rank, st.floor, wc)
     count = [0]
 
     def check(x, Tx, ll_prev, ll):
@@ -105,6 +110,6 @@ def fit_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
     # ECM sweeps: the same GLS step, then the factor step solved to convergence. They
     # confirm the EM stopping point (one sweep) or finish where EM crawls (Heywood cases).
     def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray, R=None) -> np.ndarray:
-        return gls_dense(design, _dense(F, D), Y)
+        return gls_dense(design, _dense(F, D), Y, wc)
 
     return finish(design, run_sweeps(design, Y, beta_step, st, opts, "ECM sweep"), opts)

@@ -58,6 +58,11 @@ class FitRecord:
     n_maxima : int
         Number of distinct maxima (llf differing by more than ``1e-8`` relative)
         among the proper, converged maxima the starts reached.
+    label : str, optional
+        How the summary names the estimator when it depends on the options (e.g.
+        two-step or iterated FGLS); None uses the fitter's registered label.
+    constraints : tuple of (ndarray, ndarray), optional
+        The restrictions ``R b = q`` imposed in estimation.
     """
 
     coefs: list[np.ndarray]
@@ -77,6 +82,8 @@ class FitRecord:
     degenerate: bool = False
     starts: list = field(default_factory=list, repr=False)
     n_maxima: int = 1
+    label: str | None = None
+    constraints: tuple | None = field(default=None, repr=False)
 
     @property
     def F(self) -> np.ndarray | None:

@@ -33,15 +33,23 @@ class Fitter:
         ``fit(design, Y, rank, options) -> FitRecord``.
     dense : bool
         Whether it forms K x K (or P x P) arrays, so that callers can warn at large K.
+    starts : bool
+        Whether :func:`~lowrank_sur.fitters.multistart.fit_with_starts` may try several
+        starting points (a maximizer); False for a closed-form procedure (two-step FGLS).
+    full : bool
+        Whether it fits an unrestricted Sigma (``rank="full"``).
     """
 
     name: str
     label: str
     fit: Callable
     dense: bool = False
+    starts: bool = True
+    full: bool = False
 
 
-def register_fitter(name: str, label: str, *, dense: bool = False):
+def register_fitter(name: str, label: str, *, dense: bool = False, starts: bool = True,
+                    full: bool = False):
     """Decorator registering ``fit`` under ``name`` (case-insensitive, unique).
 
     The registered (and returned) function runs with one BLAS thread
@@ -51,7 +59,7 @@ def register_fitter(name: str, label: str, *, dense: bool = False):
 
     def decorate(fit: Callable) -> Callable:
         fit = single_threaded(fit)
-        FITTERS.register(name.lower(), Fitter(name.lower(), label, fit, dense))
+        FITTERS.register(name.lower(), Fitter(name.lower(), label, fit, dense, starts, full))
         return fit
 
     return decorate

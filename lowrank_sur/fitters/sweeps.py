@@ -28,7 +28,7 @@ from ..covariance import canonical_loadings
 from ..design import SURDesign
 from ..factor import EM_CYCLES, fit_factor
 from ..options import FitOptions
-from .common import Progress, llf_close, param_change, report
+from .common import Progress, llf_close, param_change, report, whitened_constraints
 from .polish import joint_polish
 
 __all__ = ["run_sweeps", "EM_CYCLES_AFTER_PROFILE", "POLISH_AFTER"]
@@ -143,7 +143,7 @@ def _cycle(sw: _Sweeper, step_max: float) -> tuple[bool, float]:
 def _polish(sw: _Sweeper) -> None:
     """The sweeps crawl: one joint quasi-Newton step; the sweeps then confirm it."""
     st = sw.st
-    if joint_polish(sw.design, sw.Y, st):
+    if joint_polish(sw.design, sw.Y, st, constraints=whitened_constraints(sw.design, sw.opts)):
         st.F = canonical_loadings(st.F, st.D)
     report(sw.opts, "joint L-BFGS-B", st.iterations, st.history[-1],
            st.history[-1] - st.history[-2])
