@@ -11,7 +11,8 @@ from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrap
 from statsmodels.iolib.summary import Summary
 
 from . import covtests, plotting
-from .coefcov import CoefCovEstimator
+from .coefcov import CoefCovEstimator, get_cov_type
+from .coefcov.registry import check_cov_kwds
 from .coefcov.stored import StoredCovariance
 from .covariance import canonical_loadings
 from .exceptions import DataRemovedError, data_removed_message
@@ -202,6 +203,36 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
             )
         names = self.model.param_names
         return pd.DataFrame(self._coef_cov.full(), index=names, columns=names)
+
+    def get_robustcov_results(self, cov_type: str = "HC1", use_t=None, **kwargs):
+        """The same fit with another coefficient covariance (statsmodels' name; no refit).
+
+        Parameters
+        ----------
+        cov_type : str
+            A registered ``cov_type`` (``"HC0"``, ``"HC1"``, ``"HAC"``, ``"cluster"``,
+            ``"nonrobust"`` or an alias), as in :meth:`LowRankSUR.fit`.
+        use_t : None or False
+            Only the normal reference distribution is available here.
+        **kwargs
+            The estimator's ``cov_kwds`` (``maxlags``, ``kernel``, ``groups``, ...).
+
+        Returns
+        -------
+        LowRankSURResults
+            A new (wrapped) results instance; this one is unchanged.
+        """
+        self._require_data("get_robustcov_results")
+        if use_t:
+            raise ValueError("use_t=True is not available: p-values and intervals use the "
+                             "normal distribution")
+        estimator = get_cov_type(cov_type)
+        kwds = check_cov_kwds(estimator, kwargs)
+        new = copy.copy(self)
+        new._cache = {}
+        new._coef_cov = estimator(self.model.design, self.model._Y, self._record, **kwds)
+        new.cov_type, new.cov_kwds = new._coef_cov.name, kwds
+        return LowRankSURResultsWrapper(new)
 
     def conf_int(self, alpha: float = 0.05):
         """Confidence intervals ``params -/+ z_{1 - alpha/2} bse`` (normal distribution).

@@ -39,12 +39,15 @@ direct test for heteroskedasticity. Econometrica 48(4), 817-838.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg
 from scipy.linalg import blas
 
 from ..covariance import LowRankCovariance
 from ..design import SURDesign
+from ..exceptions import external_stacklevel
 from .nonrobust import NonrobustCovariance
 from .registry import CoefCovEstimator
 
@@ -195,8 +198,15 @@ class SandwichCovariance(CoefCovEstimator):
         return [V[j, :p, :p] for j, p in enumerate(self.design.p)]
 
     def bse(self) -> np.ndarray:
-        """Standard errors of all P coefficients."""
-        return np.sqrt(np.concatenate([np.diag(B) for B in self.blocks()]))
+        """Standard errors of all P coefficients (NaN where a variance is negative)."""
+        var = np.concatenate([np.diag(B) for B in self.blocks()])
+        bad = np.flatnonzero(var < 0)
+        if bad.size:
+            warnings.warn(f"{bad.size} coefficient variance(s) of cov_type={self.name!r} are "
+                          "negative (a two-way cluster covariance need not be positive "
+                          "semi-definite); their standard errors are NaN", RuntimeWarning,
+                          stacklevel=external_stacklevel())
+        return np.sqrt(np.where(var < 0, np.nan, var))
 
     def _coef_factor(self) -> np.ndarray:
         return np.repeat(self._sqrt_c, self.design.p)
