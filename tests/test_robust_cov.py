@@ -348,3 +348,21 @@ def test_kernel_weights_match_linearmodels():
     for bw in (0.5, 2.5, 10.0):
         np.testing.assert_allclose(kernel_weights("qs", bw, 50),
                                    cov.kernel_weight_quadratic_spectral(bw, 49), rtol=1e-14)
+
+
+def test_inherited_interface_runs_single_threaded(tall_fit, monkeypatch):
+    """The registry wraps bse/restricted/full inherited from the sandwich base class."""
+    from lowrank_sur import threads
+    from lowrank_sur.coefcov.robust import WhiteMeat
+
+    depths = []
+    original = WhiteMeat.cross
+
+    def spy(self, A, B):
+        depths.append(threads._depth())
+        return original(self, A, B)
+
+    monkeypatch.setattr(WhiteMeat, "cross", spy)
+    res = tall_fit.get_robustcov_results("HC0")
+    _ = res.bse, res.cov_params(), res.cov_params(r_matrix=np.eye(18)[:2])
+    assert len(depths) == 3 and min(depths) >= 1

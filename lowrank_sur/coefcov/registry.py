@@ -78,8 +78,11 @@ def register_cov_type(name: str, aliases: tuple[str, ...] = ()):
         cls.name = name
         # the interface methods run with one BLAS thread (lowrank_sur.threads)
         for method in _INTERFACE:
-            if method in vars(cls):
-                setattr(cls, method, single_threaded(vars(cls)[method]))
+            # inherited ones too (a shared base class such as SandwichCovariance is not
+            # registered itself); nested single-threaded calls cost nothing
+            if method in vars(cls) or any(method in vars(b) for b in cls.__mro__[1:-1]
+                                          if b is not CoefCovEstimator):
+                setattr(cls, method, single_threaded(getattr(cls, method)))
         COV_TYPES.register(name, cls, aliases)
         return cls
 
