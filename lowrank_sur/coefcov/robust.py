@@ -4,21 +4,14 @@ Each is a :class:`~.sandwich.SandwichCovariance` with its meat (the weighting of
 N rows of bread-applied scores) and its small-sample convention, with statsmodels'
 names and ``cov_kwds`` and linearmodels' aliases and keywords:
 
-========== =========================== ===================================================
-cov_type   aliases                     cov_kwds
-========== =========================== ===================================================
-``HC0``    ``robust``,                 ``debiased`` (False; True is HC1)
-           ``heteroskedastic``
-``HC1``                                none: ``N / (N - p_j)`` per equation
-``HAC``    ``kernel``                  ``maxlags`` (statsmodels) or ``bandwidth``
-                                       (linearmodels), ``kernel`` (``"bartlett"``,
-                                       ``"parzen"``, ``"qs"``, ``"uniform"``),
-                                       ``use_correction`` or ``debiased`` (False)
-``cluster`` ``clustered``              ``groups`` (statsmodels) or ``clusters``
-                                       (linearmodels): one or two columns;
-                                       ``use_correction`` (True) or linearmodels'
-                                       ``debiased`` / ``group_debias``
-========== =========================== ===================================================
+* ``HC0`` (aliases ``robust``, ``heteroskedastic``): ``debiased`` (False; True is HC1).
+* ``HC1``: no options; ``N / (N - p_j)`` per equation.
+* ``HAC`` (alias ``kernel``): ``maxlags`` (statsmodels) or ``bandwidth`` (linearmodels),
+  ``kernel`` (``"bartlett"``, ``"parzen"``, ``"qs"``, ``"uniform"``), ``use_correction``
+  or ``debiased`` (False).
+* ``cluster`` (alias ``clustered``): ``groups`` (statsmodels) or ``clusters``
+  (linearmodels), one or two columns; ``use_correction`` (True) or linearmodels'
+  ``debiased`` / ``group_debias``.
 
 Small-sample conventions (each multiplies the part of the covariance that belongs to
 equations a and b by ``sqrt(c_a c_b)``, which at rank 0 is statsmodels' per-equation
