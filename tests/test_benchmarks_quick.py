@@ -117,4 +117,5 @@ def test_robust_bse_quick(tmp_path):
     if side:  # linearmodels installed
         assert sorted({r["k_eqs"] for r in side}) == [10, 20]
         assert {r["lm_cov_type"] for r in side} == {"unadjusted", "robust", "clustered"}
-        assert all(r["lm_fit_s"] > 0 and r["lm_peak_mb"] > 0 for r in side)
+        assert all(r["lm_fit_s"] > 0 and r["lm_cov_s"] > 0 and r["lm_cov_peak_mb"] > 0
+                   for r in side)

@@ -4,8 +4,10 @@ References we did not write:
 
 * statsmodels ``OLS(...).fit(cov_type=..., cov_kwds=...)`` run live, per equation, at
   rank 0 (equation-by-equation OLS is then the MLE and the GLS scores are the OLS ones);
-* linearmodels 7.1 ``SUR(...).fit(method="gls", iterate=True)`` run live at K = 2, where
-  rank 1 (= K - 1) is an unrestricted Sigma and the MLE is iterated GLS;
+* linearmodels 7.1 ``SUR(...).fit(method="gls", iterate=True)`` at K = 2, where rank 1
+  (= K - 1) is an unrestricted Sigma and the MLE is iterated GLS: stored in
+  ``tests/results/grunfeld2_linearmodels_robust.json`` (with provenance; written by
+  ``tests/results/make_robust_references.py``) and compared with a live run;
 * a brute-force dense sandwich written here from the definition
   ``A^{-1} S' W S A^{-1}`` with ``A = X'(Sigma^{-1} kron I)X`` and the kron'd design.
 """
@@ -13,8 +15,12 @@ References we did not write:
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
+import sys
 import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,54 +103,69 @@ def test_rank0_grunfeld_formulas_equal_statsmodels():
 
 
 # ----------------------------------------------------------- linearmodels, K = 2
-LM_CASES = [
-    ("robust", {}, "HC0", {}),
-    ("robust", {"debiased": True}, "HC1", {}),
-    ("robust", {"debiased": True}, "robust", {"debiased": True}),
-    ("kernel", {"kernel": "bartlett", "bandwidth": 3}, "HAC", {"maxlags": 3}),
-    ("kernel", {"kernel": "parzen", "bandwidth": 4, "debiased": True},
-     "kernel", {"kernel": "parzen", "bandwidth": 4, "debiased": True}),
-    ("kernel", {"kernel": "qs", "bandwidth": 2.5}, "HAC", {"kernel": "qs", "maxlags": 2.5}),
-    # linearmodels' default (no correction) is statsmodels' use_correction=False
-    ("clustered", {"clusters": np.arange(20) // 4}, "cluster",
-     {"groups": np.arange(20) // 4, "use_correction": False}),
-    # both linearmodels corrections together are statsmodels' default
-    ("clustered", {"clusters": np.arange(20) // 4, "debiased": True, "group_debias": True},
-     "cluster", {"groups": np.arange(20) // 4}),
-    ("clustered", {"clusters": np.arange(20) // 4, "group_debias": True},
-     "clustered", {"clusters": np.arange(20) // 4, "group_debias": True}),
-    ("clustered", {"clusters": np.column_stack([np.arange(20) // 4, np.arange(20) % 3])},
-     "cluster", {"clusters": np.column_stack([np.arange(20) // 4, np.arange(20) % 3]),
-                 "debiased": False}),
-]
+def _load_results_module(name: str):
+    """Import ``tests/results/<name>.py`` by path (``tests`` is not a package)."""
+    path = Path(__file__).resolve().parent / "results" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_lowrank_sur_results_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+robust_refs = _load_results_module("make_robust_references")
+LM_STORED = json.loads(robust_refs.OUT.read_text())
+LM_IDS = [f"{c['linearmodels_cov_type']}-{'-'.join(c['linearmodels_options'])}"
+          for c in LM_STORED["cases"]]
 
 
 @pytest.fixture(scope="module")
 def two_firms():
-    df = datasets.grunfeld_wide()
-    firms = ["gm", "ge"]
-    formulas = {f: datasets.grunfeld_formulas()[f] for f in firms}
-    lm_eqs = {f: {"dependent": df[f"invest_{f}"],
-                  "exog": sm.add_constant(df[[f"value_{f}", f"capital_{f}"]])} for f in firms}
-    return LowRankSUR(formulas, df), lm_eqs
+    df = robust_refs.data()
+    formulas = {f: f"invest_{f} ~ value_{f} + capital_{f}" for f in robust_refs.FIRMS}
+    return LowRankSUR(formulas, df), df
 
 
 @pytest.mark.parametrize("method", ["em", "als"])
-@pytest.mark.parametrize(("lm_type", "lm_kwds", "cov_type", "kwds"), LM_CASES,
-                         ids=[f"{c[0]}-{'-'.join(c[1])}" for c in LM_CASES])
-def test_k2_rank1_equals_linearmodels_iterated_gls(two_firms, method, lm_type, lm_kwds,
-                                                    cov_type, kwds):
-    SUR = pytest.importorskip("linearmodels.system").SUR
-    model, lm_eqs = two_firms
-    ref = SUR(lm_eqs).fit(method="gls", iterate=True, tol=1e-12, iter_limit=10000,
-                          cov_type=lm_type, **lm_kwds)
+@pytest.mark.parametrize("case", LM_STORED["cases"], ids=LM_IDS)
+def test_k2_rank1_equals_stored_linearmodels_iterated_gls(two_firms, method, case):
+    model, df = two_firms
+    kwds = robust_refs.resolve(case["cov_kwds"], df.index)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rank K - 1 is past the Ledermann bound
-        res = model.fit(rank=1, method=method, cov_type=cov_type, cov_kwds=kwds, **TIGHT)
+        res = model.fit(rank=1, method=method, cov_type=case["cov_type"], cov_kwds=kwds,
+                        **TIGHT)
     assert res.converged
     tol = LM_RTOL[method]
-    assert _rel(res.bse, ref.std_errors) <= tol
-    assert _rel_max(res.cov_params(), ref.cov) <= tol
+    assert _rel(res.params, case["params"]) <= 10 * tol
+    assert _rel(res.bse, case["std_errors"]) <= tol
+    assert _rel_max(res.cov_params(), case["cov"]) <= tol
+    # the linearmodels aliases and keywords give the same numbers; for "clustered" without
+    # debiased / group_debias our default is statsmodels' correction (documented), so
+    # linearmodels' uncorrected default needs use_correction=False
+    lm_opts = robust_refs.resolve(case["linearmodels_options"], df.index)
+    if case["cov_type"] == "cluster" and not {"debiased", "group_debias"} & set(lm_opts):
+        lm_opts["use_correction"] = False
+    alias = res.get_robustcov_results(case["linearmodels_cov_type"], **lm_opts)
+    assert _rel(alias.bse, res.bse) <= 1e-12
+
+
+@pytest.mark.parametrize("case", LM_STORED["cases"], ids=LM_IDS)
+def test_stored_linearmodels_robust_matches_live(two_firms, case):
+    pytest.importorskip("linearmodels")
+    _, df = two_firms
+    fresh = robust_refs.compute_case(df, case["linearmodels_cov_type"],
+                                     case["linearmodels_options"])
+    assert fresh["param_names"] == case["param_names"]
+    assert _rel(fresh["std_errors"], case["std_errors"]) <= 1e-9
+    assert _rel_max(fresh["cov"], case["cov"]) <= 1e-9
+
+
+def test_stored_linearmodels_robust_records_provenance():
+    prov = LM_STORED["provenance"]
+    assert prov["versions"]["linearmodels"] == "7.1"
+    assert "iterate=True" in prov["call"] and "make_robust_references.py" in prov["generator"]
+    assert len(LM_STORED["cases"]) == 8
 
 
 # ------------------------------------------------------------------ brute force
@@ -305,6 +326,12 @@ def test_registry_lists_the_robust_types():
     for alias, name in [("robust", "HC0"), ("kernel", "HAC"), ("clustered", "cluster"),
                         ("hc1", "HC1")]:
         assert get_cov_type(alias).name == name
+
+
+def test_robust_debiased_reports_hc1(tall_fit):
+    res = tall_fit.get_robustcov_results("robust", debiased=True)
+    assert res.cov_type == "HC1" and "HC1" in res.summary().as_text()
+    assert _rel(res.bse, tall_fit.get_robustcov_results("HC1").bse) <= 1e-15
 
 
 @pytest.mark.parametrize(("cov_type", "kwds", "error", "match"), [

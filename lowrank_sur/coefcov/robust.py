@@ -187,8 +187,8 @@ class HC0Covariance(SandwichCovariance):
 
     def __init__(self, design, Y, record, debiased: bool = False) -> None:
         debiased = _flag("debiased", debiased)
-        if debiased:
-            self.note = HC1Covariance.note
+        if debiased:  # linearmodels' "robust" with debiased=True is HC1
+            self.name, self.note = "HC1", HC1Covariance.note
         super().__init__(design, Y, record, WhiteMeat(), _dof_factor(design, debiased))
 
 
