@@ -347,6 +347,7 @@ class LowRankSUR(LikelihoodModel):
         opts = FitOptions.from_kwargs(method=method, **options)
         estimator = get_cov_type(cov_type)
         cov_kwds = _check_cov_kwds(estimator, cov_kwds)
+        estimator.check_options(self.design, **cov_kwds)  # bad options fail before the fit
         selection = None
         if isinstance(rank, str):
             crit = rank.lower()

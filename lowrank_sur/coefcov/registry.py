@@ -50,6 +50,18 @@ class CoefCovEstimator:
     def __init__(self, design, Y, record, **cov_kwds) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    @classmethod
+    def check_options(cls, design, **cov_kwds) -> None:
+        """Validate ``cov_kwds`` before the fit (the default accepts what the signature does).
+
+        Parameters
+        ----------
+        design : SURDesign
+            The whitened design of the model.
+        **cov_kwds
+            Options of the estimator.
+        """
+
     def bse(self) -> np.ndarray:  # pragma: no cover - interface
         """Standard errors of all P coefficients."""
         raise NotImplementedError

@@ -68,6 +68,10 @@ class Meat:
         raise NotImplementedError
 
 
+#: Passed as ``record`` by :meth:`SandwichCovariance.check_options`.
+_OPTIONS_ONLY = object()
+
+
 def _t(A: np.ndarray) -> np.ndarray:
     return np.swapaxes(A, -1, -2)
 
@@ -92,6 +96,8 @@ class SandwichCovariance(CoefCovEstimator):
 
     def __init__(self, design: SURDesign, Y: np.ndarray, record, meat: Meat,
                  eq_factor: np.ndarray) -> None:
+        if record is _OPTIONS_ONLY:  # check_options: the options parsed, nothing computed
+            return
         if Y is None:
             raise ValueError(f"cov_type={self.name!r} needs the responses (the data were "
                              "removed)")
@@ -103,6 +109,11 @@ class SandwichCovariance(CoefCovEstimator):
         resid = np.asarray(Y, dtype=float) - design.fitted(record.whitened_coefs)
         self._UT = np.ascontiguousarray(self.cov.solve(resid).T)  # K x N, Sigma^{-1} r_t
         self._blocks: np.ndarray | None = None
+
+    @classmethod
+    def check_options(cls, design: SURDesign, **cov_kwds) -> None:
+        """Validate ``cov_kwds`` for ``design`` before a fit (raises as the constructor would)."""
+        cls(design, None, _OPTIONS_ONLY, **cov_kwds)
 
     # ------------------------------------------------------------ routes
     def route(self) -> str:
