@@ -126,9 +126,12 @@ class SandwichCovariance(CoefCovEstimator):
         d = self.design
         return d.Q[lo:hi] if not d.shared else np.broadcast_to(d.Q, (hi - lo,) + d.Q.shape[1:])
 
-    def _scores(self, lo: int, hi: int) -> np.ndarray:
-        """Whitened scores ``q_tjc u_tj`` of equations lo..hi, (N, (hi - lo) * pmax)."""
-        S = self._Q(lo, hi) * self._UT[lo:hi, None, :]  # (m, pmax, N)
+    def _scores(self, lo: int, hi: int, first: int = 0) -> np.ndarray:
+        """Whitened scores ``q_tjc u_tj`` of equations lo..hi, columns ``c >= first``.
+
+        Shape (N, (hi - lo) * (pmax - first)).
+        """
+        S = self._Q(lo, hi)[:, first:] * self._UT[lo:hi, None, :]  # (m, pmax - first, N)
         return np.ascontiguousarray(S.transpose(2, 0, 1)).reshape(self.design.nobs, -1)
 
     def _gram_blocks(self, Z: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -145,26 +148,46 @@ class SandwichCovariance(CoefCovEstimator):
         return out
 
     def _blocks_woodbury(self) -> np.ndarray:
-        """Per-equation whitened meats of ``Z~ = S~ A~^{-1}`` through the N k x N k system."""
-        d, D = self.design, self.cov.D
-        nk = d.nobs * self.cov.rank
+        """Per-equation whitened meats of ``Z~ = S~ A~^{-1}`` through the N k x N k system.
+
+        Leading design columns shared by every equation (``q_c``, a constant) enter
+        ``U_w B U_w'`` as ``(W' B W) kron (q_c q_c')``, ``S~ B U_w'`` as
+        ``(U B W) x (q_c q_c')`` and ``G U_w`` as ``(G (I kron q_c)) W'``: computed once,
+        outside the passes over the design (as in :mod:`.nonrobust`).
+        """
+        d, D, W = self.design, self.cov.D, self.cov.W
+        N, k = d.nobs, self.cov.rank
+        nk, sh, rest = N * k, self._bread._shared_columns(), d.pmax - self._bread._shared_columns()
         sqrt_d = np.sqrt(D)
         C = np.zeros((nk, nk), order="F")
-        E = np.zeros((d.nobs, nk))  # S~ B U_w'
-        for lo, hi in self._bread._eq_chunks():
-            Us = self._bread._U_chunk(lo, hi, scale=sqrt_d)  # U_w B^{1/2} (nk, m pmax)
+        E = np.zeros((N, nk))  # S~ B U_w'
+        chunks = list(self._bread._eq_chunks()) if rest else []
+        for lo, hi in chunks:
+            Us = self._bread._U_chunk(lo, hi, scale=sqrt_d, first=sh)  # U_w B^{1/2}
             C = blas.dsyrk(-1.0, Us, beta=1.0, c=C, lower=1, overwrite_c=1)
-            E += (self._scores(lo, hi) * np.repeat(sqrt_d[lo:hi], d.pmax)) @ Us.T
+            E += (self._scores(lo, hi, sh) * np.repeat(sqrt_d[lo:hi], rest)) @ Us.T
+        Qs = d.Q[0, :sh]  # (sh, N)
+        if sh:
+            H = Qs.T @ Qs
+            C -= np.kron((W.T * D) @ W, H)
+            E += (((self._UT.T * D) @ W)[:, :, None] * H[:, None, :]).reshape(N, nk)
         C[np.diag_indices(nk)] += 1.0
         factor = linalg.cho_factor(C, lower=True, overwrite_a=True, check_finite=False)
         G = linalg.cho_solve(factor, E.T, check_finite=False).T  # N x nk
-        del E
+        del E, C
+        M = G.reshape(N, k, N) @ Qs.T  # (N, k, sh): G (I kron q_c)
         out = np.empty((d.k_eqs, d.pmax, d.pmax))
         for lo, hi in self._bread._eq_chunks():
-            Us = self._bread._U_chunk(lo, hi, scale=sqrt_d)
-            s = np.repeat(sqrt_d[lo:hi], d.pmax)
-            Z = self._scores(lo, hi) * (s * s) + (G @ Us) * s
-            out[lo:hi] = self._gram_blocks(Z, lo, hi)
+            m = hi - lo
+            Z = np.empty((N, m, d.pmax))
+            Z[:, :, :sh] = (self._UT[lo:hi].T[:, :, None] * Qs.T[:, None, :]
+                            + np.einsum("trc,jr->tjc", M, W[lo:hi])) * D[lo:hi, None]
+            if rest:
+                Us = self._bread._U_chunk(lo, hi, scale=sqrt_d, first=sh)
+                sc = np.repeat(sqrt_d[lo:hi], rest)
+                Zr = self._scores(lo, hi, sh) * (sc * sc) + (G @ Us) * sc
+                Z[:, :, sh:] = Zr.reshape(N, m, rest)
+            out[lo:hi] = self._gram_blocks(Z.reshape(N, -1), lo, hi)
         return out
 
     def _dense_white_inv(self) -> np.ndarray:
