@@ -10,7 +10,10 @@
 * for a fit with constraints imposed, where the covariance is the restricted one
   (:class:`~lowrank_sur.constraints.ConstrainedCoefCov`).
 
-Other ``cov_type`` values with these fits raise ``NotImplementedError``.
+The sandwich types (``HC0``/``HC1``, ``HAC``, ``cluster``) work with an unrestricted
+Sigma as they are (they need only the :class:`~lowrank_sur.covariance.Covariance`
+protocol); with constraints imposed they raise ``NotImplementedError`` (the restricted
+sandwich is not built yet).
 """
 
 from __future__ import annotations
@@ -71,14 +74,12 @@ class DenseNonrobustCovariance(NonrobustCovariance):
 def coefficient_covariance(cov_type: str, design, Y, record, cov_kwds: dict):
     """The coefficient-covariance estimator of a finished fit (see the module notes)."""
     estimator = get_cov_type(cov_type)
-    special = isinstance(record.cov, DenseCovariance) or record.constraints is not None
-    if special and estimator is not NonrobustCovariance:
-        what = "rank='full'" if isinstance(record.cov, DenseCovariance) else "constraints"
+    if record.constraints is not None and estimator is not NonrobustCovariance:
         raise NotImplementedError(
-            f"cov_type={cov_type!r} is not available yet for fits with {what}; use "
-            "cov_type='nonrobust'"
+            f"cov_type={cov_type!r} is not available yet for fits with constraints imposed "
+            "in estimation; use cov_type='nonrobust'"
         )
-    if isinstance(record.cov, DenseCovariance):
+    if isinstance(record.cov, DenseCovariance) and estimator is NonrobustCovariance:
         base = DenseNonrobustCovariance(design, Y, record, **cov_kwds)
     else:
         base = estimator(design, Y, record, **cov_kwds)

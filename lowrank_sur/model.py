@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import warnings
 from collections.abc import Mapping
 
@@ -13,6 +12,7 @@ import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .coefcov import get_cov_type
+from .coefcov.registry import check_cov_kwds as _check_cov_kwds
 from .constraints import parse_constraints
 from .covariance import LowRankCovariance
 from .design import SURDesign
@@ -321,9 +321,14 @@ class LowRankSUR(LikelihoodModel):
         cov_type : str
             Covariance of the coefficients, from the registry
             (:func:`lowrank_sur.coefcov.available_cov_types`): ``"nonrobust"``
-            (GLS at the MLE; aliases ``"unadjusted"``, ``"homoskedastic"``).
+            (GLS at the MLE; aliases ``"unadjusted"``, ``"homoskedastic"``),
+            ``"HC0"`` / ``"HC1"`` (alias ``"robust"``), ``"HAC"`` (alias ``"kernel"``)
+            and ``"cluster"`` (alias ``"clustered"``): sandwiches from the scores
+            (:mod:`lowrank_sur.coefcov.robust`). ``results.get_robustcov_results``
+            switches later without refitting.
         cov_kwds : dict, optional
-            Options of the covariance estimator.
+            Options of the covariance estimator, e.g. ``{"maxlags": 2}`` for HAC or
+            ``{"groups": labels}`` for cluster.
         **options
             Fitting options (see :class:`~lowrank_sur.options.FitOptions`):
             ``maxiter`` (sweeps or EM cycles; reaching it issues a
@@ -350,6 +355,7 @@ class LowRankSUR(LikelihoodModel):
         opts = FitOptions.from_kwargs(method=method, **options)
         estimator = get_cov_type(cov_type)
         cov_kwds = _check_cov_kwds(estimator, cov_kwds)
+        estimator.check_options(self.design, **cov_kwds)  # bad options fail before the fit
         selection = None
         if isinstance(rank, str) and rank.lower() == FULL_RANK:
             if max_rank is not None:
@@ -417,26 +423,6 @@ class LowRankSUR(LikelihoodModel):
         table["selected"] = table.index == best
         _selection_warnings(crit, table, caught, best)
         return records[best], table
-
-
-def _check_cov_kwds(estimator, cov_kwds) -> dict:
-    """``cov_kwds`` as a dict the estimator accepts (its options after design, Y, record)."""
-    if cov_kwds is None:
-        return {}
-    if not isinstance(cov_kwds, Mapping):
-        raise TypeError(f"cov_kwds must be a dict of options, got {type(cov_kwds).__name__}")
-    cov_kwds = dict(cov_kwds)
-    options = list(inspect.signature(estimator).parameters.values())[3:]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in options):
-        return cov_kwds
-    accepted = [p.name for p in options if p.kind is not inspect.Parameter.VAR_POSITIONAL]
-    unknown = [k for k in cov_kwds if k not in accepted]
-    if unknown:
-        raise TypeError(
-            f"cov_kwds {unknown} are not options of cov_type={estimator.name!r} "
-            f"(its options: {accepted or 'none'})"
-        )
-    return cov_kwds
 
 
 def _selection_warnings(crit: str, table: pd.DataFrame, caught: list, best: int) -> None:

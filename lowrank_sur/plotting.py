@@ -1,4 +1,4 @@
-"""Plots of a fit: the log-likelihood trace and the factor loadings.
+"""Plots of a fit: the log-likelihood trace, the factor loadings and the residual scree.
 
 matplotlib is an optional dependency (``pip install "lowrank_sur[plot]"``); it is
 imported only when a plot is drawn.
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot_llf_trace", "plot_loadings"]
+__all__ = ["plot_llf_trace", "plot_loadings", "plot_scree"]
 
 _INSTALL_HINT = (
     'plotting needs matplotlib, which is an optional dependency: pip install "lowrank_sur[plot]"'
@@ -109,18 +109,36 @@ def plot_llf_trace(results: Any, ax: Axes | None = None) -> Figure:
     return fig
 
 
+def _point_labels(labels, names: list, n_eq: int) -> list[str]:
+    """The annotations of :func:`plot_loadings` (see its ``labels``)."""
+    if labels is None:
+        labels = n_eq <= 30
+    if labels is True:
+        return [str(n) for n in names]
+    if labels is False:
+        return []
+    text = [str(t) for t in labels]
+    if len(text) != n_eq:
+        raise ValueError(f"labels has {len(text)} entries; the fit has {n_eq} equations")
+    return text
+
+
 def plot_loadings(
     results: Any,
     factors: Sequence[int] = (0, 1),
     ax: Axes | None = None,
     labels: bool | Sequence[str] | None = None,
+    scale: str = "correlation",
 ) -> Figure:
     """Scatter the equations by their loadings on two factors.
 
-    The loadings are in the canonical rotation of
+    The loadings are those of
     :attr:`~lowrank_sur.LowRankSURResults.factor_loadings` (``F' D^{-1} F``
-    diagonal with decreasing entries, the largest loading of each factor
-    positive). With a single factor, the loadings are drawn as bars.
+    diagonal, factors by decreasing share of the error variance, the largest
+    loading of each factor positive), by default on the correlation scale: divided
+    by each equation's error standard deviation ``sqrt(Sigma_jj)``, so that
+    equations of different sizes are comparable (the ``std_factor_r`` columns of
+    ``factor_summary()``). With a single factor, the loadings are drawn as bars.
 
     Parameters
     ----------
@@ -134,6 +152,8 @@ def plot_loadings(
         Point annotations: ``True`` uses the equation labels, a sequence gives one
         label per equation, ``False`` draws none. The default annotates the points
         when there are at most 30 equations.
+    scale : {"correlation", "covariance"}
+        Loadings over ``sqrt(Sigma_jj)`` (default) or as fitted.
 
     Returns
     -------
@@ -145,8 +165,8 @@ def plot_loadings(
     ImportError
         If matplotlib is not installed.
     ValueError
-        If the fit has no factors, a factor index is out of range, or ``labels``
-        has the wrong length.
+        If the fit has no factors, a factor index is out of range, ``labels``
+        has the wrong length, or ``scale`` is unknown.
 
     Examples
     --------
@@ -157,24 +177,18 @@ def plot_loadings(
     >>> fig = plot_loadings(res)  # doctest: +SKIP
     """
     res = _unwrap(results)
+    if scale not in ("correlation", "covariance"):
+        raise ValueError(f"scale must be 'correlation' or 'covariance', got {scale!r}")
     loadings = res.factor_loadings
-    L = np.asarray(loadings, dtype=float)
-    n_eq, rank = L.shape
+    n_eq, rank = loadings.shape
     if rank == 0:
         raise ValueError("the fit has rank 0: there are no factor loadings to plot")
-    names = list(getattr(loadings, "index", range(n_eq)))
-    if labels is None:
-        labels = n_eq <= 30
-    if labels is True:
-        text = [str(n) for n in names]
-    elif labels is False:
-        text = []
-    else:
-        text = [str(t) for t in labels]
-        if len(text) != n_eq:
-            raise ValueError(f"labels has {len(text)} entries; the fit has {n_eq} equations")
-
     fs = res.factor_summary()
+    cols = [f"{'std_' if scale == 'correlation' else ''}{c}" for c in loadings.columns]
+    L = fs[cols].to_numpy(dtype=float)
+    what = "on the correlation scale" if scale == "correlation" else "(covariance scale)"
+    text = _point_labels(labels, list(loadings.index), n_eq)
+
     share = np.asarray(fs.attrs.get("factor_share", np.full(rank, np.nan)), dtype=float)
 
     def axis_label(i: int) -> str:
@@ -188,7 +202,7 @@ def plot_loadings(
         ax.set_xlabel("equation")
         if text:
             ax.set_xticks(np.arange(n_eq), text, rotation=90)
-        ax.set_title("Factor loadings (rank 1)")
+        ax.set_title(f"Factor loadings {what} (rank 1)")
         return fig
 
     fx, fy = (int(f) for f in factors)
@@ -206,5 +220,59 @@ def plot_loadings(
         ax.annotate(t, (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=8)
     ax.set_xlabel(axis_label(fx))
     ax.set_ylabel(axis_label(fy))
-    ax.set_title(f"Factor loadings (rank {rank}, canonical rotation)")
+    ax.set_title(f"Factor loadings {what} (rank {rank}, canonical rotation)")
+    return fig
+
+
+def plot_scree(results: Any, max_eigenvalues: int = 30, ax: Axes | None = None) -> Figure:
+    """Scree plot: eigenvalues of the correlation matrix of the OLS residuals.
+
+    The residuals are equation-by-equation OLS ones, which do not depend on the rank,
+    so the plot helps to choose it: a few eigenvalues well above the rest (and above
+    1, the average) suggest as many factors. The fitted rank is marked. Computed from
+    the singular values of the standardized N x K residuals
+    (:func:`lowrank_sur.factor_report.residual_correlation_eigenvalues`), never a
+    K x K matrix.
+
+    Parameters
+    ----------
+    results : LowRankSURResults
+        A fit whose data are still attached.
+    max_eigenvalues : int
+        Draw at most this many (the largest) eigenvalues.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw on; a new figure is created when omitted.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure holding the plot.
+
+    Raises
+    ------
+    ImportError
+        If matplotlib is not installed.
+    ValueError
+        If ``max_eigenvalues`` is not a positive integer.
+    """
+    from .factor_report import residual_correlation_eigenvalues
+
+    res = _unwrap(results)
+    if isinstance(max_eigenvalues, bool) or not isinstance(max_eigenvalues, (int, np.integer)) \
+            or max_eigenvalues < 1:
+        raise ValueError(f"max_eigenvalues must be a positive integer, got {max_eigenvalues!r}")
+    res._require_data("plot_scree")
+    d, Y = res.model.design, res.model._Y
+    ev = residual_correlation_eigenvalues(Y - d.fitted(d.ols(Y)))[:max_eigenvalues]
+    fig, ax = _figure_and_axes(ax, (5.5, 4.0))
+    idx = np.arange(1, ev.size + 1)
+    ax.plot(idx, ev, marker="o", color="tab:blue")
+    ax.axhline(1.0, color="0.5", linewidth=0.8, linestyle=":")
+    if 0 < res.rank < ev.size:
+        ax.axvline(res.rank + 0.5, color="tab:orange", linestyle="--",
+                   label=f"fitted rank {res.rank}")
+        ax.legend(loc="upper right")
+    ax.set_xlabel("component")
+    ax.set_ylabel("eigenvalue of the residual correlation")
+    ax.set_title(f"Scree plot of the OLS residuals (K = {res.k_eqs})")
     return fig

@@ -10,13 +10,15 @@ from statsmodels.base import wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
 from statsmodels.iolib.summary import Summary
 
-from . import covtests, plotting
-from .coefcov import CoefCovEstimator
+from . import covtests, factor_report, plotting
+from .coefcov import CoefCovEstimator, get_cov_type
+from .coefcov.registry import check_cov_kwds
 from .coefcov.stored import StoredCovariance
-from .covariance import LowRankCovariance, canonical_loadings
+from .covariance import LowRankCovariance
 from .equations import EquationResults
 from .exceptions import DataRemovedError, data_removed_message
 from .fitters import FitRecord
+from .fullcov import coefficient_covariance
 from .hypotheses import RestrictionTests
 from .selection import information_criteria, n_free_params
 from .summary import build_summary, check_alpha
@@ -205,6 +207,35 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         names = self.model.param_names
         return pd.DataFrame(self._coef_cov.full(), index=names, columns=names)
 
+    def get_robustcov_results(self, cov_type: str = "HC1", use_t=None, **kwargs):
+        """The same fit with another coefficient covariance (statsmodels' name; no refit).
+
+        Parameters
+        ----------
+        cov_type : str
+            A registered ``cov_type`` or alias, as in :meth:`LowRankSUR.fit`.
+        use_t : None or False
+            Only the normal reference distribution is available.
+        **kwargs
+            The estimator's ``cov_kwds`` (``maxlags``, ``kernel``, ``groups``, ...).
+
+        Returns
+        -------
+        LowRankSURResults
+            A new (wrapped) results instance sharing the model; this one is unchanged.
+        """
+        self._require_data("get_robustcov_results")
+        if use_t:
+            raise ValueError("use_t=True is not available: p-values and intervals use the "
+                             "normal distribution")
+        kwds = check_cov_kwds(get_cov_type(cov_type), kwargs)
+        new = copy.copy(self)
+        new._cache = {}
+        new._coef_cov = coefficient_covariance(cov_type, self.model.design, self.model._Y,
+                                               self._record, kwds)
+        new.cov_type, new.cov_kwds = new._coef_cov.name, kwds
+        return LowRankSURResultsWrapper(new)
+
     def conf_int(self, alpha: float = 0.05):
         """Confidence intervals ``params -/+ z_{1 - alpha/2} bse`` (normal distribution).
 
@@ -292,7 +323,7 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
             )
 
         def compute():
-            F = canonical_loadings(self.error_cov.F, self.error_cov.D)
+            F = factor_report.report_loadings(self.error_cov.F, self.error_cov.D)
             cols = [f"factor_{r + 1}" for r in range(self.rank)]
             return pd.DataFrame(F, index=self.equation_labels, columns=cols)
 
@@ -300,7 +331,7 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
 
     @property
     def factor_loadings(self) -> pd.DataFrame:
-        """Loadings (K x k) in the canonical rotation: ``F' D^{-1} F`` diagonal, decreasing."""
+        """Loadings (K x k): ``F' D^{-1} F`` diagonal, factors by decreasing variance share."""
         return self._loadings.copy()
 
     @property
@@ -311,29 +342,18 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
                          name="idiosyncratic_var")
 
     def factor_summary(self) -> pd.DataFrame:
-        """Per-equation factor structure.
+        """Per-equation factor structure (:func:`lowrank_sur.factor_report.factor_table`).
 
         Returns
         -------
         DataFrame
-            One row per equation: the canonical loadings, ``uniqueness`` (D_j),
-            ``communality`` (``||f_j||^2``), ``error_var`` (``Sigma_jj``) and
+            One row per equation: the loadings ``factor_r``, the same on the correlation
+            scale ``std_factor_r`` (``f_jr / sqrt(Sigma_jj)``), ``uniqueness`` (D_j),
+            ``communality`` (``h_j = ||f_j||^2``), ``error_var`` (``Sigma_jj``) and
             ``common_share`` (``h_j / Sigma_jj``). ``attrs["factor_share"]`` holds
-            each factor's share of the total error variance.
+            each factor's share of the total error variance, in decreasing order.
         """
-        L = self.factor_loadings
-        D = self.error_cov.D
-        h = np.einsum("ij,ij->i", L.to_numpy(), L.to_numpy())
-        out = L.copy()
-        out["uniqueness"] = D
-        out["communality"] = h
-        out["error_var"] = h + D
-        out["common_share"] = h / (h + D)
-        total = float(np.sum(h + D))
-        out.attrs["factor_share"] = pd.Series(
-            np.sum(L.to_numpy() ** 2, axis=0) / total, index=L.columns, name="factor_share"
-        )
-        return out
+        return factor_report.factor_table(self.factor_loadings, self.error_cov.D)
 
     # -------------------------------------------------- covariance tests
     @property
@@ -466,22 +486,21 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         """
         return plotting.plot_llf_trace(self, ax=ax)
 
-    def plot_loadings(self, factors=(0, 1), ax=None):
+    def plot_loadings(self, factors=(0, 1), ax=None, scale: str = "correlation"):
         """Scatter the equations by their loadings on two factors (needs matplotlib).
 
-        Parameters
-        ----------
-        factors : tuple of int
-            Zero-based indices of the factors on the x and y axes.
-        ax : matplotlib.axes.Axes, optional
-            Axes to draw on; a new figure is created when omitted.
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-            See :func:`lowrank_sur.plotting.plot_loadings`.
+        See :func:`lowrank_sur.plotting.plot_loadings`: ``factors`` are the zero-based
+        indices of the x and y factors, ``scale`` is ``"correlation"`` (loadings over
+        each equation's error standard deviation; default) or ``"covariance"``.
         """
-        return plotting.plot_loadings(self, factors=factors, ax=ax)
+        return plotting.plot_loadings(self, factors=factors, ax=ax, scale=scale)
+
+    def plot_scree(self, max_eigenvalues: int = 30, ax=None):
+        """Eigenvalues of the OLS residual correlation matrix (needs matplotlib).
+
+        See :func:`lowrank_sur.plotting.plot_scree`; ``max_eigenvalues`` caps the bars.
+        """
+        return plotting.plot_scree(self, max_eigenvalues=max_eigenvalues, ax=ax)
 
 
 class LowRankSURResultsWrapper(wrap.ResultsWrapper):

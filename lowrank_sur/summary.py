@@ -146,16 +146,40 @@ def _rsquared_text(res, j: int) -> str:
         return f"    R-squared: {res.rsquared.iloc[j]:.4f}"
     except DataRemovedError:
         return ""
+def column_format(values) -> str:
+    """One format for a whole column: fixed point when the magnitudes allow, else ``.3e``.
+
+    Fixed point with four significant digits for the largest entry, when that leaves
+    every nonzero entry at least two (magnitudes from 1e-3 to 1e6, within a ratio 1e2
+    of each other); scientific notation for all entries otherwise.
+    """
+    a = np.abs(np.asarray(values, dtype=float))
+    a = a[np.isfinite(a) & (a > 0)]
+    if a.size == 0:
+        return ".3f"
+    top, low = float(a.max()), float(a.min())
+    decimals = max(0, 3 - int(np.floor(np.log10(top))))
+    if top >= 1e6 or low < 10.0 ** (1 - decimals) or top < 1e-3:
+        return ".3e"
+    return f".{decimals}f"
 
 
 def factor_table(res, shown) -> SimpleTable:
-    """The per-equation factor structure of the shown equations."""
+    """The per-equation factor structure of the shown equations.
+
+    Loadings on the correlation scale (``std_factor_r``, comparable across equations),
+    uniqueness, communality and common share; one number format per column
+    (:func:`column_format`).
+    """
     fs = res.factor_summary()
     show_loadings = 0 < res.rank <= 5
     cols = ["uniqueness", "communality", "common_share"]
     if show_loadings:
-        cols = list(fs.columns[: res.rank]) + cols
-    data = [[f"{fs.iloc[j][c]:.4g}" for c in cols] for j in shown]
+        cols = [f"std_factor_{r + 1}" for r in range(res.rank)] + cols
+    sub = fs.iloc[list(shown)]
+    fmts = {c: ".3f" if c.startswith("std_") or c == "common_share" else column_format(sub[c])
+            for c in cols}
+    data = [[format(sub.iloc[i][c], fmts[c]) for c in cols] for i in range(len(sub))]
     stubs = [res.equation_labels[j] for j in shown]
     title = f"Error factor structure (rank {res.rank}"
     if res.rank:

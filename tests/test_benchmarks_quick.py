@@ -93,3 +93,29 @@ def test_default_threads_quick(tmp_path):
     for r in records:
         want = None if r["mode"] == "default" else "1"
         assert set(r["blas_env"].values()) == {want}, r
+
+
+def test_robust_bse_quick(tmp_path):
+    """The robust-bse benchmark runs both parts and reports every cov_type."""
+    script = SCRIPT.parent / "robust_bse.py"
+    out = tmp_path / "robust.json"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    large = [r for r in rows if r["part"] == "large"]
+    assert sorted({r["k_eqs"] for r in large}) == [100, 200]
+    assert {r["cov_type"] for r in large} == {"nonrobust", "HC1", "HAC", "cluster"}
+    for r in large:
+        assert r["nan_se"] == 0 and r["bse_s"] > 0 and r["peak_mb"] > 0, r
+    assert "| 200 | 600 |" in proc.stdout
+    side = [r for r in rows if r["part"] == "linearmodels"]
+    if side:  # linearmodels installed
+        assert sorted({r["k_eqs"] for r in side}) == [10, 20]
+        assert {r["lm_cov_type"] for r in side} == {"unadjusted", "robust", "clustered"}
+        assert all(r["lm_fit_s"] > 0 and r["lm_cov_s"] > 0 and r["lm_cov_peak_mb"] > 0
+                   for r in side)

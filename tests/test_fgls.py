@@ -248,3 +248,42 @@ def test_full_rank_results_survive_remove_data_and_pickle(grunfeld, tmp_path):
     assert "Rank (factors):                  full" in res.summary().as_text()
     # the covariance-structure criteria count an unrestricted Sigma: K (K + 1) / 2
     assert res.df_ic == 15 + 15
+
+
+@pytest.mark.parametrize("iterate", [False, True])
+@pytest.mark.parametrize(
+    ("cov_type", "cov_kwds", "lm_type", "lm_kwds"),
+    [
+        ("HC0", {}, "robust", {}),
+        ("HAC", {"kernel": "bartlett", "bandwidth": 3}, "kernel",
+         {"kernel": "bartlett", "bandwidth": 3}),
+        ("cluster", {"groups": np.arange(20) // 4, "use_correction": False}, "clustered",
+         {"clusters": np.arange(20) // 4}),
+    ],
+)
+def test_linearmodels_sur_robust(grunfeld, iterate, cov_type, cov_kwds, lm_type, lm_kwds):
+    """Sandwich covariances of the unrestricted-Sigma fit equal linearmodels' (same Sigma)."""
+    lm = pytest.importorskip("linearmodels.system")
+    df, model = grunfeld
+    formulas = {f: f"invest_{f} ~ 1 + value_{f} + capital_{f}" for f in FIRMS}
+    kw = dict(lm_kwds)
+    if "clusters" in kw:
+        kw["clusters"] = pd.DataFrame({"g": kw["clusters"]}, index=df.index)
+    ref = lm.SUR.from_formula(formulas, df).fit(
+        method="gls", cov_type=lm_type, iterate=iterate, iter_limit=1000, tol=1e-12, **kw)
+    res = model.fit(rank="full", method="fgls", iterate=iterate, tol=1e-14, ptol=1e-12,
+                    cov_type=cov_type, cov_kwds=cov_kwds)
+    assert rel_max(res.params, ref.params) < 1e-8
+    assert rel_max(res.bse, ref.std_errors) < 1e-7
+    switched = model.fit(rank="full", method="fgls", iterate=iterate, tol=1e-14,
+                         ptol=1e-12).get_robustcov_results(cov_type, **cov_kwds)
+    np.testing.assert_allclose(switched.bse, res.bse, rtol=1e-12)
+
+
+def test_robust_with_constraints_is_refused(grunfeld):
+    _, model = grunfeld
+    res = model.fit(rank=1, constraints="gm_value_gm = ge_value_ge")
+    with pytest.raises(NotImplementedError, match="constraints imposed"):
+        res.get_robustcov_results("HC0")
+    with pytest.raises(NotImplementedError, match="constraints imposed"):
+        model.fit(rank=1, constraints="gm_value_gm = ge_value_ge", cov_type="HC0")

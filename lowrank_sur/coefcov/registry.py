@@ -10,12 +10,16 @@ decorates its class with :func:`register_cov_type` and one import line in
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping
+
 import numpy as np
 
 from ..registry import COV_TYPES
 from ..threads import single_threaded
 
-__all__ = ["CoefCovEstimator", "register_cov_type", "get_cov_type", "available_cov_types"]
+__all__ = ["CoefCovEstimator", "register_cov_type", "get_cov_type", "available_cov_types",
+           "check_cov_kwds"]
 
 
 class CoefCovEstimator:
@@ -46,6 +50,18 @@ class CoefCovEstimator:
     def __init__(self, design, Y, record, **cov_kwds) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    @classmethod
+    def check_options(cls, design, **cov_kwds) -> None:
+        """Validate ``cov_kwds`` before the fit (the default accepts what the signature does).
+
+        Parameters
+        ----------
+        design : SURDesign
+            The whitened design of the model.
+        **cov_kwds
+            Options of the estimator.
+        """
+
     def bse(self) -> np.ndarray:  # pragma: no cover - interface
         """Standard errors of all P coefficients."""
         raise NotImplementedError
@@ -74,8 +90,11 @@ def register_cov_type(name: str, aliases: tuple[str, ...] = ()):
         cls.name = name
         # the interface methods run with one BLAS thread (lowrank_sur.threads)
         for method in _INTERFACE:
-            if method in vars(cls):
-                setattr(cls, method, single_threaded(vars(cls)[method]))
+            # inherited ones too (a shared base class such as SandwichCovariance is not
+            # registered itself); nested single-threaded calls cost nothing
+            if method in vars(cls) or any(method in vars(b) for b in cls.__mro__[1:-1]
+                                          if b is not CoefCovEstimator):
+                setattr(cls, method, single_threaded(getattr(cls, method)))
         COV_TYPES.register(name, cls, aliases)
         return cls
 
@@ -90,3 +109,29 @@ def get_cov_type(cov_type: str) -> type:
 def available_cov_types() -> tuple[str, ...]:
     """Canonical names of the registered covariance types."""
     return COV_TYPES.names()
+
+
+def check_cov_kwds(estimator: type, cov_kwds) -> dict:
+    """``cov_kwds`` as a dict the estimator accepts (its options after design, Y, record).
+
+    Raises
+    ------
+    TypeError
+        When ``cov_kwds`` is not a mapping or names an option the estimator lacks.
+    """
+    if cov_kwds is None:
+        return {}
+    if not isinstance(cov_kwds, Mapping):
+        raise TypeError(f"cov_kwds must be a dict of options, got {type(cov_kwds).__name__}")
+    cov_kwds = dict(cov_kwds)
+    options = list(inspect.signature(estimator).parameters.values())[3:]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in options):
+        return cov_kwds
+    accepted = [p.name for p in options if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    unknown = [k for k in cov_kwds if k not in accepted]
+    if unknown:
+        raise TypeError(
+            f"cov_kwds {unknown} are not options of cov_type={estimator.name!r} "
+            f"(its options: {accepted or 'none'})"
+        )
+    return cov_kwds
