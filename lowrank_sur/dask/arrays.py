@@ -1,0 +1,310 @@
+"""The distributed data of a fit: the whitened design and the N x K matrices, on the workers.
+
+:class:`DaskDesign` and :class:`DaskMatrix` offer the few operations that the in-memory
+ALS sweep applies to the design and to the N x K matrices (responses, residuals), with
+the same signatures as :class:`~lowrank_sur.design.SURDesign` and as NumPy arrays, so
+that :class:`~lowrank_sur.gls.GLSOperator` (the beta step) and
+:class:`~lowrank_sur.factor.FactorProblem` (the factor step's EM map) run on them
+unchanged. Every operation is one dask graph:
+
+* per block of equations (``blockwise``), the same per-equation algebra as in memory:
+  :class:`~lowrank_sur.design.SURDesign`'s own methods, called on a design that holds
+  one block's ``Q`` (:func:`block_design`);
+* for the products that sum over equations (``W' Q A``, ``R W``: k x N and N x k),
+  a tree reduction over the blocks (``sum(split_every=...)``);
+* the small pieces each block needs (its rows of ``A``, ``W``, ``F``: K x p or K x k,
+  split on the client; the N x k matrices ``Z``, ``E[z]``, one chunk broadcast).
+
+Nothing of size N x K comes back to the client: results are k x N, N x k, or one row
+per equation (K x p, K x k, K).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import dask
+import dask.array as da
+import numpy as np
+
+from ..design import SURDesign
+from ..threads import single_threaded
+
+__all__ = ["DaskDesign", "DaskMatrix", "Traffic", "block_design", "SPLIT_EVERY"]
+
+#: Fan-in of the tree reductions over blocks of equations.
+SPLIT_EVERY = 8
+
+
+@dataclass
+class Traffic:
+    """Bytes moved between the client and the cluster by the operations of one fit.
+
+    Attributes
+    ----------
+    sent : int
+        Pieces the client split and sent to the blocks (rows of ``A``, ``W``, ...,
+        and the broadcast k x N / N x k matrices).
+    gathered : int
+        Results the client received (k x N, N x k, K x p, K x k, K).
+    """
+
+    sent: int = 0
+    gathered: int = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        """``(sent, gathered)`` now."""
+        return self.sent, self.gathered
+
+
+def block_design(Q: np.ndarray, names=None) -> SURDesign:
+    """A :class:`~lowrank_sur.design.SURDesign` over one block of equations from its ``Q``.
+
+    No QR is computed: ``Q`` (Kb x p x N, orthonormal rows per equation) was stored by
+    :class:`DaskDesign`. The methods used per block (``fitted_mixed``, ``rmul_mixed``,
+    ``residuals``, ``rmul_t``, ``ols``, ``fitted``) read only the attributes set here.
+    """
+    d = object.__new__(SURDesign)
+    Kb, p, N = Q.shape
+    d.k_eqs, d.nobs, d.pmax = Kb, N, p
+    d.p = np.full(Kb, p, dtype=int)
+    d.offsets = np.arange(Kb + 1) * p
+    d.eq_names = [str(n) for n in names] if names is not None else [
+        f"equation {j}" for j in range(Kb)]
+    d.shared = False
+    d.Q = Q
+    return d
+
+
+# ----------------------------------------------------------------- block functions
+@single_threaded
+def _qr_block(Xb: np.ndarray, names: np.ndarray, part: str) -> np.ndarray:
+    """``Q`` (Kb x p x N) or ``R`` (Kb x p x p) of one block, validated as in memory."""
+    d = SURDesign([Xb[:, j, :] for j in range(Xb.shape[1])], eq_names=list(names))
+    out = d.Q if part == "Q" else d.R
+    return np.ascontiguousarray(np.broadcast_to(out, (Xb.shape[1],) + out.shape[1:]))
+
+
+@single_threaded
+def _fitted_mixed_block(Q, A, W):
+    return block_design(Q).fitted_mixed(A, W)[None]
+
+
+@single_threaded
+def _rmul_mixed_block(Q, Z, W):
+    return block_design(Q).rmul_mixed(Z, W)
+
+
+@single_threaded
+def _rmul_block(Q, T):
+    return block_design(Q).rmul_t(T)
+
+
+@single_threaded
+def _residuals_block(Q, YT, A):
+    return block_design(Q).residuals(YT, A).T  # the contiguous Kb x N buffer
+
+
+@single_threaded
+def _right_block(T, W):
+    return (T.T @ W)[None]  # R_b W_b, N x k
+
+
+@single_threaded
+def _left_block(T, E):
+    return T @ E  # R_b' E, Kb x k
+
+
+def _colss_block(T):
+    return np.einsum("ij,ij->i", T, T)
+
+
+# ------------------------------------------------------------------------ helpers
+def _compute(traffic: Traffic, *arrays):
+    """Compute dask arrays on the current scheduler and count the bytes gathered."""
+    out = dask.compute(*arrays)
+    traffic.gathered += sum(int(np.asarray(o).nbytes) for o in out)
+    return out
+
+
+class DaskMatrix:
+    """An N x K matrix kept on the workers as its K x N transpose, chunked by equations.
+
+    Supports what the in-memory factor step and beta step do with the residuals and
+    responses: ``M @ W`` for a K x k ``W`` (an N x k tree reduction), ``M.T @ E`` for
+    an N x k ``E`` (K x k, per block) and the column sums of squares.
+
+    Parameters
+    ----------
+    data : dask.array.Array, shape (K, N)
+        The transpose, chunked along equations (one chunk along N).
+    owner : DaskDesign
+        The design whose blocks the chunks follow (pieces and traffic).
+    """
+
+    def __init__(self, data: da.Array, owner: DaskDesign) -> None:
+        self.data = data
+        self.owner = owner
+        self.shape = (data.shape[1], data.shape[0])
+        self.ndim = 2
+        self._colss: np.ndarray | None = None
+
+    def __matmul__(self, W: np.ndarray) -> np.ndarray:
+        """``M @ W`` (N x k) for a K x k ``W``: one tree reduction over the blocks."""
+        d = self.owner
+        Wd = d.pieces(W)
+        parts = da.blockwise(_right_block, "jnr", self.data, "jn", Wd, "jr",
+                             adjust_chunks={"j": 1}, dtype=float, concatenate=True)
+        return _compute(d.traffic, parts.sum(axis=0, split_every=SPLIT_EVERY))[0]
+
+    @property
+    def T(self) -> _Transposed:
+        """The K x N transpose, for ``M.T @ E``."""
+        return _Transposed(self)
+
+    def colss(self) -> np.ndarray:
+        """Column sums of squares (length K), computed once."""
+        if self._colss is None:
+            m = self.data.map_blocks(_colss_block, drop_axis=1, dtype=float)
+            self._colss = _compute(self.owner.traffic, m)[0]
+        return self._colss
+
+
+class _Transposed:
+    """``M.T`` of a :class:`DaskMatrix`: only ``@`` with an N x k matrix."""
+
+    def __init__(self, parent: DaskMatrix) -> None:
+        self.parent = parent
+        self.shape = parent.shape[::-1]
+
+    def __matmul__(self, E: np.ndarray) -> np.ndarray:
+        """``M' E`` (K x k) for an N x k ``E`` broadcast to every block."""
+        p = self.parent
+        Ed = p.owner.broadcast(E)
+        out = da.blockwise(_left_block, "jr", p.data, "jn", Ed, "nr", dtype=float,
+                           concatenate=True)
+        return _compute(p.owner.traffic, out)[0]
+
+
+class DaskDesign:
+    """The whitened design of a system on the cluster: one thin QR per equation, per block.
+
+    Parameters
+    ----------
+    X : dask.array.Array, shape (N, K, p)
+        Regressors, chunked along equations (axis 1); one chunk along N and p.
+    eq_names : sequence of str, optional
+        Equation labels for messages.
+    persist : bool
+        Keep ``Q`` in the workers' memory (default); otherwise every use recomputes it
+        from ``X``.
+
+    Notes
+    -----
+    ``R_j`` (K x p x p) comes back to the client (the map to the user's coefficients);
+    ``Q_j`` (K x p x N) stays on the workers. The QR of each block is the in-memory
+    :class:`~lowrank_sur.design.SURDesign`'s, with its checks (finite values,
+    collinearity, scale) and messages naming the equation and column.
+    """
+
+    def __init__(self, X: da.Array, eq_names=None, persist: bool = True) -> None:
+        N, K, p = X.shape
+        self.nobs, self.k_eqs, self.pmax = int(N), int(K), int(p)
+        self.p = np.full(K, p, dtype=int)
+        self.offsets = np.arange(K + 1) * p
+        self.shared = False
+        self.eq_names = ([str(n) for n in eq_names] if eq_names is not None
+                         else [f"equation {j}" for j in range(K)])
+        self.chunks = X.chunks[1]
+        self.traffic = Traffic()
+        self._cache: dict = {}
+        names = da.from_array(np.array(self.eq_names, dtype=object), chunks=(self.chunks,))
+        R = da.blockwise(_qr_block, "jcd", X, "njc", names, "j", new_axes={"d": p},
+                         dtype=float, concatenate=True, part="R")
+        self.R = _compute(self.traffic, R)[0]
+        self.Rinv = np.linalg.inv(self.R)
+        Q = da.blockwise(_qr_block, "jcn", X, "njc", names, "j", dtype=float,
+                         concatenate=True, part="Q")
+        self.Q = Q.persist() if persist else Q
+
+    # ------------------------------------------------------------ pieces
+    def pieces(self, M: np.ndarray) -> da.Array:
+        """``M`` (K x ...) split along equations into the blocks' chunks, on the client.
+
+        The last few arrays split are remembered (by identity), so the W of one beta
+        step is sent once for all its products.
+        """
+        key = id(M)
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is M:
+            return hit[1]
+        name = f"piece-{uuid.uuid4().hex}"
+        bounds = np.concatenate([[0], np.cumsum(self.chunks)])
+        dsk = {(name, i) + (0,) * (M.ndim - 1): np.ascontiguousarray(M[lo:hi])
+               for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:]))}
+        out = da.Array(dsk, name, chunks=(self.chunks,) + tuple((s,) for s in M.shape[1:]),
+                       dtype=M.dtype)
+        self.traffic.sent += int(M.nbytes)
+        self._cache = dict(list(self._cache.items())[-3:])
+        self._cache[key] = (M, out)
+        return out
+
+    def broadcast(self, M: np.ndarray) -> da.Array:
+        """A small array (k x N, N x k, ...) as one chunk that every block reads."""
+        self.traffic.sent += int(M.nbytes)
+        return da.from_array(M, chunks=M.shape)
+
+    # ------------------------------------------------- SURDesign interface
+    @property
+    def real_mask(self) -> np.ndarray:
+        """K x p ones (every equation has p regressors)."""
+        return np.ones((self.k_eqs, self.pmax))
+
+    def fitted_mixed(self, A: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """``W' M`` (k x N) for the fitted values ``M`` of ``A``: a tree reduction."""
+        parts = da.blockwise(_fitted_mixed_block, "jrn", self.Q, "jcn", self.pieces(A), "jc",
+                             self.pieces(W), "jr", adjust_chunks={"j": 1}, dtype=float,
+                             concatenate=True)
+        return _compute(self.traffic, parts.sum(axis=0, split_every=SPLIT_EVERY))[0]
+
+    def rmul_mixed(self, Z: np.ndarray, W: np.ndarray) -> np.ndarray:
+        """Rows ``Q_j' Z' w_j`` (K x p; s x K x p for a stack of s matrices ``Z``)."""
+        Zd = self.broadcast(Z)
+        if Z.ndim == 2:
+            out = da.blockwise(_rmul_mixed_block, "jc", self.Q, "jcn", Zd, "rn",
+                               self.pieces(W), "jr", dtype=float, concatenate=True)
+        else:
+            out = da.blockwise(_rmul_mixed_block, "sjc", self.Q, "jcn", Zd, "srn",
+                               self.pieces(W), "jr", dtype=float, concatenate=True)
+        return _compute(self.traffic, out)[0]
+
+    def rmul(self, S: DaskMatrix) -> np.ndarray:
+        """Rows ``Q_j' S[:, j]`` (K x p) for a distributed N x K ``S``."""
+        out = da.blockwise(_rmul_block, "jc", self.Q, "jcn", S.data, "jn", dtype=float,
+                           concatenate=True)
+        return _compute(self.traffic, out)[0]
+
+    def ols(self, Y: DaskMatrix) -> np.ndarray:
+        """Whitened OLS coefficients (K x p)."""
+        return self.rmul(Y)
+
+    def residuals(self, YT: DaskMatrix, A: np.ndarray) -> DaskMatrix:
+        """``Y - fitted(A)``, kept on the workers (persisted)."""
+        out = da.blockwise(_residuals_block, "jn", self.Q, "jcn", YT.data, "jn",
+                           self.pieces(A), "jc", dtype=float, concatenate=True)
+        return DaskMatrix(out.persist(), self)
+
+    # the map to the user's coefficients, as in memory (R_j is on the client)
+    _Rinv = SURDesign._Rinv
+    to_coefs = SURDesign.to_coefs
+    from_coefs = SURDesign.from_coefs
+    rinv = SURDesign.rinv
+    packed_index = SURDesign.packed_index
+    k_params = SURDesign.k_params
+
+    def gather(self) -> SURDesign:
+        """The whole design in the client's memory (for all P standard errors, small K)."""
+        d = block_design(_compute(self.traffic, self.Q)[0], self.eq_names)
+        d.R, d.Rinv = self.R, self.Rinv
+        return d
