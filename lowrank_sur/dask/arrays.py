@@ -48,10 +48,13 @@ class Traffic:
         and the broadcast k x N / N x k matrices).
     gathered : int
         Results the client received (k x N, N x k, K x p, K x k, K).
+    largest : int
+        The largest single result received (never an N x K array).
     """
 
     sent: int = 0
     gathered: int = 0
+    largest: int = 0
 
     def snapshot(self) -> tuple[int, int]:
         """``(sent, gathered)`` now."""
@@ -124,7 +127,9 @@ def _colss_block(T):
 def _compute(traffic: Traffic, *arrays):
     """Compute dask arrays on the current scheduler and count the bytes gathered."""
     out = dask.compute(*arrays)
-    traffic.gathered += sum(int(np.asarray(o).nbytes) for o in out)
+    sizes = [int(np.asarray(o).nbytes) for o in out]
+    traffic.gathered += sum(sizes)
+    traffic.largest = max([traffic.largest, *sizes])
     return out
 
 
@@ -149,14 +154,34 @@ class DaskMatrix:
         self.shape = (data.shape[1], data.shape[0])
         self.ndim = 2
         self._colss: np.ndarray | None = None
+        self._prefetched: tuple | None = None
+
+    def _right(self, W: np.ndarray) -> da.Array:
+        parts = da.blockwise(_right_block, "jnr", self.data, "jn", self.owner.pieces(W), "jr",
+                             adjust_chunks={"j": 1}, dtype=float, concatenate=True)
+        return parts.sum(axis=0, split_every=SPLIT_EVERY)
 
     def __matmul__(self, W: np.ndarray) -> np.ndarray:
         """``M @ W`` (N x k) for a K x k ``W``: one tree reduction over the blocks."""
-        d = self.owner
-        Wd = d.pieces(W)
-        parts = da.blockwise(_right_block, "jnr", self.data, "jn", Wd, "jr",
-                             adjust_chunks={"j": 1}, dtype=float, concatenate=True)
-        return _compute(d.traffic, parts.sum(axis=0, split_every=SPLIT_EVERY))[0]
+        pre = self._prefetched
+        if pre is not None and pre[0].shape == W.shape and np.array_equal(pre[0], W):
+            return pre[1]
+        return _compute(self.owner.traffic, self._right(W))[0]
+
+    def prefetch_em(self, W: np.ndarray, L_inv: np.ndarray) -> None:
+        """Compute ``M W`` and ``M' (M W L^{-1})`` in one graph, for the EM map's next two asks.
+
+        The EM map (:meth:`~lowrank_sur.factor.FactorProblem.em_step`) needs ``R W``
+        and then ``R' E[z]`` with ``E[z] = (R W) L^{-1}``: computing both at once halves
+        the round trips. ``@`` returns the prefetched products when it is asked for
+        exactly them (the same ``W``; the same ``E[z]`` as computed on the client from
+        the returned ``R W``), and computes afresh otherwise.
+        """
+        RW_d = self._right(W)
+        G_d = da.blockwise(_left_block, "jr", self.data, "jn", RW_d @ L_inv, "nr",
+                           dtype=float, concatenate=True)
+        RW, G = _compute(self.owner.traffic, RW_d, G_d)
+        self._prefetched = (W, RW, RW @ L_inv, G)
 
     @property
     def T(self) -> _Transposed:
@@ -181,6 +206,9 @@ class _Transposed:
     def __matmul__(self, E: np.ndarray) -> np.ndarray:
         """``M' E`` (K x k) for an N x k ``E`` broadcast to every block."""
         p = self.parent
+        pre = p._prefetched
+        if pre is not None and pre[2].shape == E.shape and np.array_equal(pre[2], E):
+            return pre[3]
         Ed = p.owner.broadcast(E)
         out = da.blockwise(_left_block, "jr", p.data, "jn", Ed, "nr", dtype=float,
                            concatenate=True)
@@ -219,6 +247,7 @@ class DaskDesign:
         self.chunks = X.chunks[1]
         self.traffic = Traffic()
         self._cache: dict = {}
+        self._next_rmul: tuple | None = None
         names = da.from_array(np.array(self.eq_names, dtype=object), chunks=(self.chunks,))
         R = da.blockwise(_qr_block, "jcd", X, "njc", names, "j", new_axes={"d": p},
                          dtype=float, concatenate=True, part="R")
@@ -262,14 +291,26 @@ class DaskDesign:
         return np.ones((self.k_eqs, self.pmax))
 
     def fitted_mixed(self, A: np.ndarray, W: np.ndarray) -> np.ndarray:
-        """``W' M`` (k x N) for the fitted values ``M`` of ``A``: a tree reduction."""
+        """``W' M`` (k x N) for the fitted values ``M`` of ``A``: a tree reduction.
+
+        In the same graph, :meth:`rmul_mixed` of the result with the same ``W`` (the
+        second half of a GLS matrix-vector product), kept for that call.
+        """
         parts = da.blockwise(_fitted_mixed_block, "jrn", self.Q, "jcn", self.pieces(A), "jc",
                              self.pieces(W), "jr", adjust_chunks={"j": 1}, dtype=float,
                              concatenate=True)
-        return _compute(self.traffic, parts.sum(axis=0, split_every=SPLIT_EVERY))[0]
+        Zd = parts.sum(axis=0, split_every=SPLIT_EVERY)
+        T = da.blockwise(_rmul_mixed_block, "jc", self.Q, "jcn", Zd, "rn", self.pieces(W),
+                         "jr", dtype=float, concatenate=True)
+        Z, T = _compute(self.traffic, Zd, T)
+        self._next_rmul = (Z, W, T)
+        return Z
 
     def rmul_mixed(self, Z: np.ndarray, W: np.ndarray) -> np.ndarray:
         """Rows ``Q_j' Z' w_j`` (K x p; s x K x p for a stack of s matrices ``Z``)."""
+        nxt, self._next_rmul = self._next_rmul, None
+        if nxt is not None and nxt[0] is Z and nxt[1] is W:
+            return nxt[2]
         Zd = self.broadcast(Z)
         if Z.ndim == 2:
             out = da.blockwise(_rmul_mixed_block, "jc", self.Q, "jcn", Zd, "rn",

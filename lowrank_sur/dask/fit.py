@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass, field, fields, replace
 
 import dask.array as da
+from dask.base import get_scheduler
 import numpy as np
 
 from ..covariance import LowRankCovariance, canonical_loadings, gaussian_llf
@@ -91,10 +92,11 @@ class DaskFitRecord(FitRecord):
 def worker_transfer_bytes() -> int | None:
     """Bytes the workers sent each other so far (``distributed``), or None without a client."""
     try:
-        from distributed import get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is in the extra
+        return None
+    client = getattr(get_scheduler(), "__self__", None)  # the Client whose get dask uses
+    if not isinstance(client, Client):
         return None
     counts = client.run(lambda dask_worker: dask_worker.transfer_outgoing_bytes_total)
     return int(sum(counts.values()))
@@ -119,6 +121,17 @@ class DaskFactorProblem(FactorProblem):
         self.s = np.maximum(self.colss / self.n, np.finfo(float).tiny)
         self.sd = np.sqrt(self.s)
         self._last = None
+
+    def _em(self, x: np.ndarray):
+        """The in-memory EM map, with its two passes over ``R`` fetched in one graph."""
+        if self.k:
+            F, D = self.unpack(x)
+            try:
+                cov = LowRankCovariance(F, D, validate=False)
+            except np.linalg.LinAlgError:
+                return super()._em(x)
+            self.R.prefetch_em(cov.W, cov.L_inv)
+        return super()._em(x)
 
     def loglike_accurate(self, F, D):  # pragma: no cover - the profile stage is not run
         raise NotImplementedError("the distributed factor step runs EM only")

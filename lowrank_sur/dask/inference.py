@@ -130,7 +130,7 @@ class DaskInference:
         return NonrobustCovariance(d.gather(), record=self.record).bse().reshape(-1, d.pmax)
 
     def t_test(self, r_matrix, q_matrix=None) -> ContrastResults:
-        """z tests of ``r_matrix b = q_matrix``, row by row (normal p-values).
+        """Tests of ``r_matrix b = q_matrix``, row by row (z statistics, normal p-values).
 
         Parameters
         ----------
