@@ -21,6 +21,7 @@ per equation (K x p, K x k, K).
 
 from __future__ import annotations
 
+import operator
 import uuid
 from dataclasses import dataclass
 
@@ -87,6 +88,15 @@ def _qr_block(Xb: np.ndarray, names: np.ndarray, part: str) -> np.ndarray:
     d = SURDesign([Xb[:, j, :] for j in range(Xb.shape[1])], eq_names=list(names))
     out = d.Q if part == "Q" else d.R
     return np.ascontiguousarray(np.broadcast_to(out, (Xb.shape[1],) + out.shape[1:]))
+
+
+def _qy_block(Xb: np.ndarray, Yb: np.ndarray, names: np.ndarray):
+    """``(Q, Y')`` of one block: the basis and the responses, on one worker."""
+    return _qr_block(Xb, names, "Q"), np.ascontiguousarray(Yb.T)
+
+
+def _responses_of_pair(blocks: list) -> np.ndarray:
+    return blocks[0][1]  # the one block along the contracted coefficient axis
 
 
 @single_threaded
@@ -224,9 +234,13 @@ class DaskDesign:
         Regressors, chunked along equations (axis 1); one chunk along N and p.
     eq_names : sequence of str, optional
         Equation labels for messages.
+    Y : dask.array.Array, shape (N, K), optional
+        Responses, in the same equation chunks; kept as :attr:`responses` (K x N),
+        each block on the worker that holds its ``Q`` (one task computes both), so
+        that no pass moves a block of the data between workers.
     persist : bool
-        Keep ``Q`` in the workers' memory (default); otherwise every use recomputes it
-        from ``X``.
+        Keep ``Q`` (and the responses) in the workers' memory (default); otherwise
+        every use recomputes them from ``X`` and ``Y``.
 
     Notes
     -----
@@ -236,7 +250,8 @@ class DaskDesign:
     collinearity, scale) and messages naming the equation and column.
     """
 
-    def __init__(self, X: da.Array, eq_names=None, persist: bool = True) -> None:
+    def __init__(self, X: da.Array, eq_names=None, Y: da.Array | None = None,
+                 persist: bool = True) -> None:
         N, K, p = X.shape
         self.nobs, self.k_eqs, self.pmax = int(N), int(K), int(p)
         self.p = np.full(K, p, dtype=int)
@@ -253,9 +268,21 @@ class DaskDesign:
                          dtype=float, concatenate=True, part="R")
         self.R = _compute(self.traffic, R)[0]
         self.Rinv = np.linalg.inv(self.R)
-        Q = da.blockwise(_qr_block, "jcn", X, "njc", names, "j", dtype=float,
-                         concatenate=True, part="Q")
-        self.Q = Q.persist() if persist else Q
+        self.responses: DaskMatrix | None = None
+        if Y is None:
+            Q = da.blockwise(_qr_block, "jcn", X, "njc", names, "j", dtype=float,
+                             concatenate=True, part="Q")
+            self.Q = Q.persist() if persist else Q
+            return
+        pair = da.blockwise(_qy_block, "jcn", X, "njc", Y, "nj", names, "j", dtype=float,
+                            concatenate=True)
+        Q = pair.map_blocks(operator.itemgetter(0), dtype=float)
+        YT = da.blockwise(_responses_of_pair, "jn", pair, "jcn", dtype=float,
+                          concatenate=False)
+        if persist:
+            Q, YT = dask.persist(Q, YT)
+        self.Q = Q
+        self.responses = DaskMatrix(YT, self)
 
     # ------------------------------------------------------------ pieces
     def pieces(self, M: np.ndarray) -> da.Array:

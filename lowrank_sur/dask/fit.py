@@ -36,8 +36,8 @@ import time
 from dataclasses import dataclass, field, fields, replace
 
 import dask.array as da
-from dask.base import get_scheduler
 import numpy as np
+from dask.base import get_scheduler
 
 from ..covariance import LowRankCovariance, canonical_loadings, gaussian_llf
 from ..factor import EM_CYCLES, FactorFit, FactorOptions, FactorProblem, _em_stage
@@ -173,12 +173,13 @@ class _DaskSweeper(_Sweeper):
     """
 
     def __init__(self, design: DaskDesign, Y: DaskMatrix, beta_step, st: Progress,
-                 opts: FitOptions, R: DaskMatrix, log: list) -> None:
+                 opts: FitOptions, log: list) -> None:
         self.design, self.Y, self.beta_step, self.st, self.opts = design, Y, beta_step, st, opts
         self.name = "ALS sweep (dask)"
         self.em_cycles = EM_CYCLES
         self.YT = Y
-        self._resid = {id(st.A): (st.A, R)}
+        self._resid = {id(st.A): (st.A, st.resid)}
+        st.resid = None
         self.s2 = st.floor / opts.d_floor
         self.sd = np.sqrt(self.s2)
         self.log = log
@@ -188,10 +189,12 @@ class _DaskSweeper(_Sweeper):
         t0, (sent0, got0), w0 = time.perf_counter(), traffic.snapshot(), worker_transfer_bytes()
         cg0 = st.cg_iterations
         st.iterations += 1
-        known = self._resid.get(id(A))
+        known = self._resid.pop(id(A), None)
         R0 = known[1] if known is not None and known[0] is A else None
+        del known
         A1 = self.beta_step(A, F, D, R0)
-        self._resid = {}  # release the previous residuals on the workers
+        R0 = None  # release the previous residuals on the workers before the new ones
+        self._resid = {}
         R1 = self.design.residuals(self.YT, A1)
         ff = fit_factor_dask(R1, F, D, st.floor, self.opts.factor_options(self.em_cycles))
         self._resid = {id(A1): (A1, R1)}
@@ -219,7 +222,10 @@ def _ols_block(Q, YT, names, d_floor: float):
 
 
 def _start(design: DaskDesign, Y: DaskMatrix, rank: int, opts: FitOptions):
-    """OLS, the floor on D, and the principal-component start from a randomized SVD."""
+    """OLS, the floor on D, and the principal-component start from a randomized SVD.
+
+    The start's residuals (on the workers) are in ``resid`` of the returned state.
+    """
     names = da.from_array(np.array(design.eq_names, dtype=object), chunks=(design.chunks,))
     out = da.blockwise(_ols_block, "jc", design.Q, "jcn", Y.data, "jn", names, "j",
                        adjust_chunks={"c": design.pmax + 1}, dtype=float, concatenate=True,
@@ -229,13 +235,13 @@ def _start(design: DaskDesign, Y: DaskMatrix, rank: int, opts: FitOptions):
     R = design.residuals(Y, A)
     var = R.colss() / design.nobs
     if rank == 0:
-        return Progress(A, np.zeros((design.k_eqs, 0)), np.maximum(var, floor), floor, []), R
-    # R' / sqrt(N) is K x N, chunked by equations: tall and skinny, as svd_compressed wants
-    u, s, _ = da.linalg.svd_compressed(R.data / np.sqrt(design.nobs), rank,
-                                       n_power_iter=SVD_POWER_ITER, seed=0)
+        return Progress(A, np.zeros((design.k_eqs, 0)), np.maximum(var, floor), floor, [],
+                        resid=R)
+    # R' is K x N, chunked by equations: tall and skinny, as svd_compressed wants
+    u, s, _ = da.linalg.svd_compressed(R.data, rank, n_power_iter=SVD_POWER_ITER, seed=0)
     u, s = _compute(design.traffic, u, s)
-    F, D = pc_loadings(s, u.T, var, floor)
-    return Progress(A, F, D, floor, []), R
+    F, D = pc_loadings(s / np.sqrt(design.nobs), u.T, var, floor)
+    return Progress(A, F, D, floor, [], resid=R)
 
 
 # ------------------------------------------------------------------------- inputs
@@ -275,8 +281,8 @@ def fit_arrays(X, Y, rank: int, *, eq_names=None, options: FitOptions | None = N
         p regressors, each its own values; include a constant column if wanted).
         Chunked along equations (axis 1); rechunked to one chunk along N and p.
     Y : dask.array.Array, shape (N, K)
-        Responses, rechunked to the equation chunks of ``X``. Read from its source
-        (for example zarr on disk) each time a sweep needs it; not kept in memory.
+        Responses, rechunked to the equation chunks of ``X``; kept in the workers'
+        memory next to each block's ``Q`` (read once from the source, e.g. zarr).
     rank : int
         Number of factors k, ``0 <= k < K`` and ``k < N``.
     eq_names : sequence of str, optional
@@ -287,8 +293,9 @@ def fit_arrays(X, Y, rank: int, *, eq_names=None, options: FitOptions | None = N
         ``accelerate``, ``disp``, ``callback``; ``method`` must be ``"als"`` and
         ``n_starts`` 1 or ``"auto"``, see the module notes).
     persist_design : bool
-        Keep the orthonormal bases ``Q_j`` (the size of ``X``) in the workers' memory
-        (default); with False every pass recomputes them from ``X``.
+        Keep the orthonormal bases ``Q_j`` (the size of ``X``) and the responses in the
+        workers' memory (default); with False every pass recomputes them from the
+        sources of ``X`` and ``Y``.
     **kwargs
         Fields of :class:`~lowrank_sur.options.FitOptions`.
 
@@ -319,19 +326,20 @@ def fit_arrays(X, Y, rank: int, *, eq_names=None, options: FitOptions | None = N
     rank = check_rank(rank, K, N)
     warn_if_unidentified(K, rank)
     t0 = time.perf_counter()
-    design = DaskDesign(X, eq_names, persist=persist_design)
-    Yd = DaskMatrix(Y.T, design)
-    st, R = _start(design, Yd, rank, opts)
-    st.history.append(_loglike(R, st.F, st.D))
+    design = DaskDesign(X, eq_names, Y=Y, persist=persist_design)
+    Yd = design.responses
+    st = _start(design, Yd, rank, opts)
+    st.history.append(_loglike(st.resid, st.F, st.D))
     start_seconds = time.perf_counter() - t0
     log: list = []
     if rank == 0:  # GLS is OLS: one beta step, then the variances
-        ff = fit_factor_dask(R, st.F, st.D, st.floor, opts.factor_options())
+        ff = fit_factor_dask(st.resid, st.F, st.D, st.floor, opts.factor_options())
         st.D, st.converged, st.iterations, st.evaluations = ff.D, True, 1, 1
         st.history.append(ff.llf)
+        st.resid = None
         rec = finish(design, st, opts, llf=ff.llf)
     else:
-        rec = finish(design, _run(design, Yd, st, opts, R, log), opts)
+        rec = finish(design, _run(design, Yd, st, opts, log), opts)
     out = DaskFitRecord(**{f.name: getattr(rec, f.name) for f in fields(FitRecord)},
                         sweep_log=log, design=design, start_seconds=start_seconds)
     out.likelihood_bounded = None
@@ -341,7 +349,7 @@ def fit_arrays(X, Y, rank: int, *, eq_names=None, options: FitOptions | None = N
     return out
 
 
-def _run(design: DaskDesign, Y: DaskMatrix, st: Progress, opts: FitOptions, R: DaskMatrix,
+def _run(design: DaskDesign, Y: DaskMatrix, st: Progress, opts: FitOptions,
          log: list) -> Progress:
     """The sweeps (SQUAREM cycles of :func:`lowrank_sur.fitters.sweeps._cycle`)."""
     QtY = st.A.copy()  # Q_j' y_j: the OLS start
@@ -356,7 +364,7 @@ def _run(design: DaskDesign, Y: DaskMatrix, st: Progress, opts: FitOptions, R: D
         st.cg_iterations += op.cg_iterations
         return A + delta.reshape(A.shape)
 
-    sw = _DaskSweeper(design, Y, beta_step, st, opts, R, log)
+    sw = _DaskSweeper(design, Y, beta_step, st, opts, log)
     step_max = 1.0
     while st.iterations < opts.maxiter:
         done, step_max = _cycle(sw, step_max)
