@@ -183,6 +183,42 @@ def run_one(client: Client, root: Path, args, K: int) -> dict:
     return row
 
 
+def block_costs(n: int, kb: int, p: int, rank: int, repeat: int = 5) -> dict:
+    """Seconds of each per-block operation on one block (this process, one thread).
+
+    The pieces of a sweep: the two halves of a GLS matrix-vector product
+    (``fitted_mixed``, ``rmul_mixed``), the residuals, and the two products of an EM
+    map (``R_b W_b``, ``R_b' E[z]``); minimum over ``repeat`` runs.
+    """
+    from lowrank_sur.dask import arrays as A
+
+    rng = np.random.default_rng(0)
+    Xb = _x_block(0, n, kb, p, 0)
+    Q = A._qr_block(Xb, np.array([f"e{j}" for j in range(kb)], dtype=object), "Q")
+    YT = rng.standard_normal((kb, n))
+    Ab, Wb = rng.standard_normal((kb, p)), rng.standard_normal((kb, rank))
+    Z, E = rng.standard_normal((rank, n)), rng.standard_normal((n, rank))
+    T = A._residuals_block(Q, YT, Ab)
+    ops = {
+        "fitted_mixed": lambda: A._fitted_mixed_block(Q, Ab, Wb),
+        "rmul_mixed": lambda: A._rmul_mixed_block(Q, Z, Wb),
+        "residuals": lambda: A._residuals_block(Q, YT, Ab),
+        "R_W": lambda: A._right_block(T, Wb),
+        "Rt_E": lambda: A._left_block(T, E),
+    }
+    out = {}
+    for name, fn in ops.items():
+        best = np.inf
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        out[name] = best
+    out.update(block_equations=kb, nobs=n, p=p, rank=rank, q_bytes=Q.nbytes, r_bytes=T.nbytes,
+               loadavg=os.getloadavg())
+    return out
+
+
 def render(rows: list[dict]) -> str:
     head = ("| K | data GB | sweeps | sweep median s | read once s | sweep/read | start s | "
             "fit s | peak RSS GB (max worker) | spilled GB | between workers MB | "
@@ -217,11 +253,20 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dir", default=None, help="where the zarr data go (default: a temp dir)")
     ap.add_argument("--output", default=None, help="JSON file for the results")
+    ap.add_argument("--block-costs", action="store_true",
+                    help="only time the per-block operations on one block of --chunk "
+                         "equations (no cluster) and print them as JSON")
     args = ap.parse_args(argv)
     if args.quick:
         args.k_eqs, args.nobs, args.chunk, args.memory_limit = [80, 160], 80, 40, "1GB"
         args.rank = 2
         args.inmemory_max_k, args.sample = 10**9, 0.2
+    if args.block_costs:
+        costs = block_costs(args.nobs, args.chunk, args.p, args.rank)
+        print(json.dumps(costs, indent=1))
+        if args.output:
+            Path(args.output).write_text(json.dumps(costs, indent=1))
+        return 0
     root = Path(args.dir or tempfile.mkdtemp(prefix="dask_scaling_"))
     root.mkdir(parents=True, exist_ok=True)
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
