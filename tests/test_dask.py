@@ -148,3 +148,32 @@ def test_bad_input_names_equation(client, problem):
         dask_fit(*_dask(Xs, problem[1], 12), 1, method="em")
     with pytest.raises(ValueError, match="rank=24 must be smaller"):
         dask_fit(*_dask(Xs, problem[1], 12), 24)
+
+
+def test_distributed_operations_equal_in_memory(problem):
+    # every operation the sweep uses, against SURDesign and NumPy on the same data
+    from lowrank_sur.dask import DaskDesign
+
+    Xs, Y = problem
+    X, Yd = _dask(Xs, Y, (10, 6, 8))
+    ref = SURDesign(Xs)
+    rng = np.random.default_rng(3)
+    N, K = Y.shape
+    A, W = rng.standard_normal((K, 2)), rng.standard_normal((K, 2))
+    Z, E = rng.standard_normal((2, N)), rng.standard_normal((N, 2))
+    with dask.config.set(scheduler="synchronous"):
+        d = DaskDesign(X, Y=Yd)
+        np.testing.assert_allclose(d.R, ref.R, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(d.fitted_mixed(A, W), ref.fitted_mixed(A, W), rtol=1e-10)
+        np.testing.assert_allclose(d.rmul_mixed(Z, W), ref.rmul_mixed(Z, W), rtol=1e-10)
+        stack = np.stack([Z, 2 * Z])
+        np.testing.assert_allclose(d.rmul_mixed(stack, W), ref.rmul_mixed(stack, W),
+                                   rtol=1e-10)
+        np.testing.assert_allclose(d.ols(d.responses), ref.ols(Y), rtol=1e-10)
+        R = d.residuals(d.responses, A)
+        Rm = Y - ref.fitted(A)
+        np.testing.assert_allclose(R @ W, Rm @ W, rtol=1e-10)
+        np.testing.assert_allclose(R.T @ E, Rm.T @ E, rtol=1e-10)
+        np.testing.assert_allclose(R.colss(), np.sum(Rm**2, axis=0), rtol=1e-12)
+        np.testing.assert_allclose(np.concatenate(d.to_coefs(A)),
+                                   np.concatenate(ref.to_coefs(A)), rtol=1e-10)
