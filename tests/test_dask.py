@@ -127,6 +127,10 @@ def test_rank_zero_is_ols(client, problem):
     assert abs(rec.llf - mem.llf) <= 1e-12 * abs(mem.llf)
     np.testing.assert_allclose(np.concatenate(rec.coefs), np.concatenate(mem.coefs),
                                rtol=1e-10)
+    rec.release()  # the blocks leave the workers; inference says so
+    assert rec.design is None
+    with pytest.raises(ValueError, match="released"):
+        rec.inference()
 
 
 def test_bad_input_names_equation(client, problem):

@@ -284,6 +284,17 @@ class DaskDesign:
         self.Q = Q
         self.responses = DaskMatrix(YT, self)
 
+    def release(self) -> None:
+        """Drop the blocks on the cluster (``Q``, the responses) and the cached pieces.
+
+        The responses refer back to the design, so without this the blocks stay in the
+        workers' memory until Python's cycle collector runs.
+        """
+        self.Q = None
+        self.responses = None
+        self._cache.clear()
+        self._next_rmul = None
+
     # ------------------------------------------------------------ pieces
     def pieces(self, M: np.ndarray) -> da.Array:
         """``M`` (K x ...) split along equations into the blocks' chunks, on the client.

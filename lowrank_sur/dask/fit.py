@@ -79,7 +79,9 @@ class DaskFitRecord(FitRecord):
     start_seconds: float = 0.0
 
     def release(self) -> None:
-        """Drop the reference to the design's blocks on the cluster."""
+        """Free the design's blocks on the cluster (inference is then unavailable)."""
+        if self.design is not None:
+            self.design.release()
         self.design = None
 
     def inference(self):
