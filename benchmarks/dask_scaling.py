@@ -281,7 +281,7 @@ def main(argv=None) -> int:
     dask.config.set({"distributed.scheduler.work-stealing": args.work_stealing,
                      "distributed.scheduler.bandwidth": args.bandwidth})
     cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                           memory_limit=args.memory_limit, dashboard_address=None,
+                           memory_limit=args.memory_limit, dashboard_address=":0",
                            local_directory=str(root / "spill"))
     rows = []
     payload = {"config": {k: v for k, v in vars(args).items()},

@@ -27,7 +27,7 @@ TIGHT = {"tol": 1e-12, "ptol": 1e-9}
 @pytest.fixture(scope="module")
 def client():
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                       memory_limit="1GB", dashboard_address=None)
+                                       memory_limit="1GB", dashboard_address=":0")
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
