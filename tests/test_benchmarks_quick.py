@@ -97,7 +97,7 @@ def test_default_threads_quick(tmp_path):
         assert set(r["blas_env"].values()) == {want}, r
 
 
-@pytest.mark.slow  # a LocalCluster of two processes and two fits: ~70 s on a loaded 2-core box
+@pytest.mark.slow  # a LocalCluster of two processes and four fits: 52-70 s on a loaded 2-core box
 def test_dask_scaling_quick(tmp_path):
     """The distributed benchmark writes zarr, fits on a LocalCluster and matches in memory."""
     pytest.importorskip("distributed")
