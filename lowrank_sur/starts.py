@@ -8,7 +8,7 @@ from scipy.sparse.linalg import svds
 
 from .threads import single_threaded
 
-__all__ = ["start_values", "GRAM_MAX"]
+__all__ = ["start_values", "pc_loadings", "GRAM_MAX"]
 
 #: Largest ``min(N, K)`` for which the top singular pairs come from the eigen-decomposition
 #: of the smaller Gram matrix (``min(N, K)`` squared, at most 0.7 MB); above it, ARPACK.
@@ -71,6 +71,24 @@ def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarra
         s, vt = s[order], vt[order]
     else:
         s, vt = _top_singular_pairs(Rs, rank)
+    return pc_loadings(s, vt, var, floor)
+
+
+def pc_loadings(s: np.ndarray, vt: np.ndarray, var: np.ndarray,
+                floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The start ``(F, D)`` of :func:`start_values` from the top singular pairs of ``R / sqrt(N)``.
+
+    Parameters
+    ----------
+    s : ndarray, shape (k,)
+        Singular values, largest first.
+    vt : ndarray, shape (k, K)
+        Right singular vectors (rows).
+    var : ndarray, shape (K,)
+        Mean squares of the residual columns.
+    floor : ndarray, shape (K,)
+        Lower bounds for D.
+    """
     F = vt.T * s
     D = np.maximum(np.maximum(var - np.einsum("ij,ij->i", F, F), var / 20.0), floor)
     # shrink the loadings so that the start's diagonal matches the sample variances

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "core_scaling.py"
 
 
@@ -119,3 +121,27 @@ def test_robust_bse_quick(tmp_path):
         assert {r["lm_cov_type"] for r in side} == {"unadjusted", "robust", "clustered"}
         assert all(r["lm_fit_s"] > 0 and r["lm_cov_s"] > 0 and r["lm_cov_peak_mb"] > 0
                    for r in side)
+@pytest.mark.slow  # a LocalCluster of two processes and four fits: 52-70 s on a loaded 2-core box
+def test_dask_scaling_quick(tmp_path):
+    """The distributed benchmark writes zarr, fits on a LocalCluster and matches in memory."""
+    pytest.importorskip("distributed")
+    pytest.importorskip("zarr")
+    out = tmp_path / "dask.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "dask_scaling.py"), "--quick", "--output", str(out),
+         "--dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["k_eqs"] for r in rows] == [80, 160]
+    for r in rows:
+        assert r["converged"] and r["sweeps"] == len(r["sweep_log"]) > 0, r
+        assert r["llf_rel_diff"] <= 1e-10, r  # the in-memory fit, side by side
+        assert r["read_once_s"] > 0 and r["sweep_median_s"] > 0
+        assert r["largest_gathered"] < r["nobs"] * r["k_eqs"] * 8  # never an N x K array
+        assert len(r["peak_rss_gb"]) == 2 and all(v > 0 for v in r["peak_rss_gb"].values())
+        assert r["bytes_between_workers"] >= 0
+    assert "| 160 |" in proc.stdout
