@@ -121,6 +121,8 @@ def test_robust_bse_quick(tmp_path):
         assert {r["lm_cov_type"] for r in side} == {"unadjusted", "robust", "clustered"}
         assert all(r["lm_fit_s"] > 0 and r["lm_cov_s"] > 0 and r["lm_cov_peak_mb"] > 0
                    for r in side)
+
+
 @pytest.mark.slow  # a LocalCluster of two processes and four fits: 52-70 s on a loaded 2-core box
 def test_dask_scaling_quick(tmp_path):
     """The distributed benchmark writes zarr, fits on a LocalCluster and matches in memory."""
