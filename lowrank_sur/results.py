@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -15,8 +16,9 @@ from .coefcov import CoefCovEstimator
 from .coefcov.stored import StoredCovariance
 from .covariance import canonical_loadings
 from .exceptions import DataRemovedError, data_removed_message
-from .fitters import FitRecord
+from .fitters import FitRecord, fit_design
 from .hypotheses import RestrictionTests
+from .options import FitOptions
 from .selection import information_criteria, n_free_params
 from .summary import build_summary, check_alpha
 
@@ -52,7 +54,7 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
         Coefficients labelled ``"{equation}_{column}"`` and their inference.
     llf, nll, nll_per_obs, aic, bic : float
         Log-likelihood, its negative, negative per observation, and criteria with
-        ``P + K k - k (k - 1) / 2 + K`` free parameters.
+        ``P + min(K k - k (k - 1) / 2 + K, K (K + 1) / 2)`` free parameters.
     nobs, k_eqs, rank, df_model, df_resid : int
         Observations per equation, equations, factors, ``P`` minus constants,
         ``N K - P``.
@@ -72,7 +74,8 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
     """
 
     def __init__(self, model, record: FitRecord, coef_cov: CoefCovEstimator,
-                 cov_kwds: dict | None = None, rank_selection: pd.DataFrame | None = None):
+                 cov_kwds: dict | None = None, rank_selection: pd.DataFrame | None = None,
+                 fit_options: FitOptions | None = None):
         params = np.concatenate(record.coefs) if record.coefs else np.zeros(0)
         super().__init__(model, params, normalized_cov_params=None, scale=1.0)
         # arrays with N rows, wiped by remove_data() (statsmodels' convention)
@@ -94,6 +97,7 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
         self.n_maxima = record.n_maxima
         self.starts = pd.DataFrame(record.starts) if record.starts else None
         self.rank_selection = rank_selection
+        self._fit_options = fit_options if fit_options is not None else FitOptions()
         self.error_cov = record.cov
         self._coef_cov = coef_cov
         self.use_t = False
@@ -126,7 +130,7 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
 
     @property
     def df_ic(self) -> int:
-        """Free parameters counted by AIC/BIC: ``P + K k - k (k - 1) / 2 + K``."""
+        """Free parameters counted by AIC/BIC: :func:`~lowrank_sur.selection.n_free_params`."""
         return n_free_params(self.model.k_params, self.k_eqs, self.rank)
 
     @property
@@ -338,17 +342,73 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
 
         return self._kept("breusch_pagan", compute)
 
-    def lr_test_diagonal(self) -> covtests.CovStructureTest:
-        """LR test of this rank against a diagonal Sigma (rank 0)."""
-        return covtests.lr_test_diagonal(self.llf, self._llf_diagonal, self.k_eqs, self.rank)
+    def _refit_llf(self, Y: np.ndarray, rank: int, start=None) -> float:
+        """Maximized llf at ``rank`` on responses ``Y`` (a bootstrap draw), same options."""
+        opts = dataclasses.replace(self._fit_options, disp=False, callback=None)
+        return fit_design(self.model.design, Y, rank, opts, start_params=start).llf
 
-    def compare_lr_test(self, other) -> covtests.CovStructureTest:
+    def _null_start(self):
+        return (np.asarray(self.params), self.error_cov.F, self.error_cov.D)
+
+    def lr_test_diagonal(self, method: str = "chi2", n_boot: int = 199,
+                         seed: int = 0) -> covtests.CovStructureTest:
+        """LR test of this rank against a diagonal Sigma (rank 0).
+
+        Parameters
+        ----------
+        method : {"chi2", "bootstrap"}
+            ``"chi2"`` (default; conservative, k = 0 is on the boundary) or the
+            parametric bootstrap from the diagonal fit (refits this rank on each
+            draw).
+        n_boot : int
+            Bootstrap draws.
+        seed : int
+            Seed of the draws.
+
+        Returns
+        -------
+        CovStructureTest
+            Invalid (``is_valid=False``, with the reason) at rank 0.
+        """
+        boot = None
+        if covtests.check_lr_method(method) == "bootstrap" and self.rank > 0:
+            self._require_data("lr_test_diagonal(method='bootstrap')")
+            design = self.model.design
+            A0, cov0 = covtests.diagonal_null(design, self.model._Y)
+            boot = covtests.bootstrap_lr(
+                design, A0, cov0,
+                lambda Yb: 2.0 * (self._refit_llf(Yb, self.rank)
+                                  - covtests.diagonal_llf(design, Yb)),
+                n_boot, seed)
+        return covtests.lr_test_diagonal(self.llf, self._llf_diagonal, self.k_eqs, self.rank,
+                                         boot_stats=boot)
+
+    def compare_lr_test(self, other, method: str = "bootstrap", n_boot: int = 199,
+                        seed: int = 0) -> covtests.CovStructureTest:
         """LR test between this fit and another of a different rank on the same model.
+
+        The smaller rank is the null. The statistic ``2 (llf_big - llf_small)`` has no
+        chi2 limit (the extra factors are not identified under the null), so the
+        default p-value is a parametric bootstrap: ``n_boot`` responses drawn from the
+        small-rank fit, both ranks refitted on each, ``p = (1 + #{LR_b >= LR}) /
+        (1 + n_boot)``.
 
         Parameters
         ----------
         other : LowRankSURResults
             A fit of the same equations and data with a different rank.
+        method : {"bootstrap", "chi2"}
+            ``"chi2"`` gives the chi2 p-value with the difference in free parameters,
+            labelled as not valid for nested factor ranks (it is far too small).
+        n_boot : int
+            Bootstrap draws (at least 19).
+        seed : int
+            Seed of the draws.
+
+        Returns
+        -------
+        CovStructureTest
+            Invalid (with the reason) when both ranks leave Sigma unrestricted.
         """
         other = getattr(other, "_results", other)
         if not isinstance(other, LowRankSURResults):
@@ -372,13 +432,65 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
                 "different rank"
             )
         small, big = (self, other) if self.rank < other.rank else (other, self)
-        return covtests.lr_test_nested(small.llf, small.rank, big.llf, big.rank, self.k_eqs)
+        method = covtests.check_lr_method(method)
+        args = (small.llf, small.rank, big.llf, big.rank, self.k_eqs)
+        test = covtests.lr_test_nested(*args, method="chi2")
+        if method == "chi2" or not test.is_valid:
+            return test
+        if small.model._Y is None or small.model.design.Q is None:
+            raise DataRemovedError(
+                "compare_lr_test(method='bootstrap') refits on draws from the data's "
+                "design, which remove_data() dropped; refit, or use method='chi2' "
+                "(labelled as not valid for nested factor ranks)"
+            )
+        start = small._null_start()
+        boot = covtests.bootstrap_lr(
+            small.model.design, small._record.whitened_coefs, small.error_cov,
+            lambda Yb: 2.0 * (small._refit_llf(Yb, big.rank)
+                              - small._refit_llf(Yb, small.rank, start)),
+            n_boot, seed)
+        return covtests.lr_test_nested(*args, method="bootstrap", boot_stats=boot)
 
-    def lr_test_unrestricted(self) -> covtests.CovStructureTest:
-        """Bartlett-corrected LR test against an unrestricted Sigma (iterated SUR; K < N)."""
+    def lr_test_unrestricted(self, method: str = "chi2", n_boot: int = 199,
+                             seed: int = 0) -> covtests.CovStructureTest:
+        """Bartlett-corrected LR test against an unrestricted Sigma (iterated SUR).
+
+        Parameters
+        ----------
+        method : {"chi2", "bootstrap"}
+            ``"chi2"`` (default; Bartlett's factor with ``N - p``, see
+            :func:`~lowrank_sur.covtests.bartlett_factor`) or a parametric bootstrap
+            from this fit (both models refitted on each draw).
+        n_boot : int
+            Bootstrap draws.
+        seed : int
+            Seed of the draws.
+
+        Returns
+        -------
+        CovStructureTest
+            Invalid, naming the reason, where the unrestricted maximum does not exist
+            (generically ``K + rank([X_1 ... X_K]) > N``) or the rank is saturated.
+        """
         self._require_data("lr_test_unrestricted")
-        llf_u, _ = covtests.unrestricted_llf(self.model.design, self.model._Y)
-        return covtests.lr_test_unrestricted(self.llf, llf_u, self.nobs, self.k_eqs, self.rank)
+        design, Y = self.model.design, self.model._Y
+        p_bar = float(np.mean(design.p))
+        reason = covtests.unrestricted_unavailable(design, Y)
+        args = (self.nobs, self.k_eqs, self.rank, p_bar)
+        test = covtests.lr_test_unrestricted(self.llf, np.nan, *args, reason=reason)
+        if not test.is_valid:  # no maximum, or a saturated rank: nothing to fit
+            return test
+        llf_u, _ = covtests.unrestricted_llf(design, Y)
+        boot = None
+        if covtests.check_lr_method(method) == "bootstrap":
+            factor = covtests.bartlett_factor(self.nobs, self.k_eqs, self.rank, p_bar)
+            start = self._null_start()
+            boot = covtests.bootstrap_lr(
+                design, self._record.whitened_coefs, self.error_cov,
+                lambda Yb: factor * 2.0 * (covtests.unrestricted_llf(design, Yb)[0]
+                                           - self._refit_llf(Yb, self.rank, start)),
+                n_boot, seed)
+        return covtests.lr_test_unrestricted(self.llf, llf_u, *args, boot_stats=boot)
 
     def breusch_pagan(self) -> covtests.CovStructureTest:
         """Breusch-Pagan LM test of a diagonal Sigma on the OLS residuals."""

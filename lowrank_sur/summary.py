@@ -140,6 +140,27 @@ def factor_table(res, shown) -> SimpleTable:
     return SimpleTable(data, headers=cols, stubs=stubs, title=title)
 
 
+def _short_reason(reason: str) -> str:
+    return reason.split(" (")[0].split(":")[0]
+
+
+def rank_selection_table(res) -> SimpleTable | None:
+    """The candidate ranks of ``rank="aic"/"bic"/...``: criterion and why any was excluded."""
+    table = res.rank_selection
+    if table is None:
+        return None
+    crit = table.attrs.get("criterion", "bic")
+    cols = ["llf", "df", crit]
+    data, stubs = [], []
+    for k, row in table.iterrows():
+        status = ("selected" if row["selected"] else
+                  f"excluded: {_short_reason(row['excluded'])}" if row["excluded"] else "")
+        data.append([("" if np.isnan(row[c]) else f"{row[c]:#.6g}") for c in cols] + [status])
+        stubs.append(str(k))
+    return SimpleTable(data, headers=cols + ["status"], stubs=stubs,
+                       title=f"Rank selection by {crit.upper()} (results.rank_selection)")
+
+
 def build_summary(res, alpha: float = 0.05, max_equations: int = 20,
                   equations=None) -> Summary:
     """The summary of a :class:`~lowrank_sur.results.LowRankSURResults` (see its method)."""
@@ -168,5 +189,8 @@ def build_summary(res, alpha: float = 0.05, max_equations: int = 20,
         )
         smry.tables.append(tab)
     smry.tables.append(factor_table(res, shown))
+    selection = rank_selection_table(res)
+    if selection is not None:
+        smry.tables.append(selection)
     smry.add_extra_txt(_notes(res, shown, labels))
     return smry
