@@ -14,6 +14,7 @@ from statsmodels.base.model import LikelihoodModel
 
 from .bounded import check_bounded
 from .coefcov import get_cov_type
+from .coefcov.smallsample import debiased_record
 from .covariance import LowRankCovariance
 from .design import SURDesign
 from .exceptions import (
@@ -332,7 +333,9 @@ class LowRankSUR(LikelihoodModel):
         cov_type : str
             Covariance of the coefficients, from the registry
             (:func:`lowrank_sur.coefcov.available_cov_types`): ``"nonrobust"``
-            (GLS at the MLE; aliases ``"unadjusted"``, ``"homoskedastic"``).
+            (GLS at the MLE; aliases ``"unadjusted"``, ``"homoskedastic"``) or
+            ``"bootstrap"`` (parametric bootstrap, which includes the estimation of
+            Sigma; ``cov_kwds={"n_boot": 199, "seed": 0}``).
         cov_kwds : dict, optional
             Options of the covariance estimator.
         **options
@@ -342,8 +345,11 @@ class LowRankSUR(LikelihoodModel):
             (relative log-likelihood change, with ``ptol`` the largest parameter
             change, for convergence), ``d_floor`` (floor for ``D_j`` relative to
             equation j's OLS residual variance), ``accelerate`` (EM only: SQUAREM),
-            ``disp`` (print one line per iteration), ``callback``. Unknown keywords
-            raise ``TypeError``.
+            ``disp`` (print one line per iteration), ``callback``, and the
+            small-sample options ``use_t`` (t and F references with
+            ``N - max_j p_j`` degrees of freedom, ``results.df_resid_inference``) and
+            ``debiased`` (Stata's ``dfk`` scaling of Sigma in the coefficient
+            covariance). Unknown keywords raise ``TypeError``.
 
         Returns
         -------
@@ -374,7 +380,9 @@ class LowRankSUR(LikelihoodModel):
                                     default_rank(self.k_eqs, self.nobs), opts)
         else:
             record = fit_design(self.design, self._Y, rank, opts)
-        coef_cov = estimator(self.design, self._Y, record, **cov_kwds)
+        # debiased=True (Stata's dfk) scales the error covariance the estimator sees
+        cov_record = debiased_record(record, self.design) if opts.debiased else record
+        coef_cov = estimator(self.design, self._Y, cov_record, **cov_kwds)
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection, fit_options=opts)
         return LowRankSURResultsWrapper(res)

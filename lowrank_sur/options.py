@@ -89,6 +89,20 @@ class FitOptions:
         random ones), each run a short way and the best polished to convergence.
     seed : int
         Seed of the random starts (the fit is deterministic given it).
+    use_t : bool
+        Inference with t and F reference distributions (statsmodels' ``use_t``)
+        instead of the normal and chi2: ``t(N - max_j p_j)`` for every coefficient
+        and ``F(q, N - max_j p_j)`` for ``wald_test``, ``N - max_j p_j`` being the
+        residual degrees of freedom of the equation with the most regressors (with
+        equal p it is each equation's own ``N - p``). ``results.df_resid`` is then
+        that number.
+    debiased : bool
+        Small-sample scaling of the error covariance used for the coefficient
+        covariance, Stata's ``dfk`` (linearmodels' ``debiased``): ``Sigma_ij`` times
+        ``N / sqrt((N - p_i)(N - p_j))``. For ``Sigma = F F' + diag(D)`` this is
+        ``S Sigma S`` with ``S = diag(sqrt(N / (N - p_j)))``, i.e. loadings
+        ``f_j sqrt(N / (N - p_j))`` and ``D_j N / (N - p_j)``, still low-rank. The
+        coefficients (the MLE) and ``results.error_cov`` are unchanged.
     """
 
     method: str = "als"
@@ -101,6 +115,8 @@ class FitOptions:
     callback: Callable[[int, float], None] | None = None
     n_starts: int | str = "auto"
     seed: int = 0
+    use_t: bool = False
+    debiased: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -109,7 +125,7 @@ class FitOptions:
         set_(self, "tol", _check_positive("tol", self.tol))
         set_(self, "ptol", _check_positive("ptol", self.ptol))
         set_(self, "d_floor", _check_positive("d_floor", self.d_floor, upper=1.0))
-        for name in ("accelerate", "disp"):
+        for name in ("accelerate", "disp", "use_t", "debiased"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if not (isinstance(self.n_starts, str) and self.n_starts == "auto"):

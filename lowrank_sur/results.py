@@ -46,7 +46,8 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
     ``(X'(Sigma^{-1} kron I) X)^{-1}`` (the information matrix is block diagonal
     between coefficients and the covariance parameters), computed without any
     P x P, K x K or NK x NK array; p-values and intervals use the normal
-    distribution (``use_t = False``).
+    distribution unless the fit asked for ``use_t=True`` (t and F with
+    ``df_resid_inference = N - max_j p_j`` degrees of freedom).
 
     Attributes
     ----------
@@ -69,6 +70,11 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
         distinct proper maxima among them.
     cov_type, cov_kwds : str, dict
         The coefficient-covariance estimator and its options.
+    use_t, debiased : bool
+        The small-sample options of the fit (see :class:`~lowrank_sur.options.FitOptions`).
+    df_resid_inference : int
+        With ``use_t``: the degrees of freedom of the t and F references,
+        ``N - max_j p_j``.
     rank_selection : DataFrame or None
         The information-criterion table when ``rank="aic"`` or ``"bic"``.
     """
@@ -100,7 +106,11 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
         self._fit_options = fit_options if fit_options is not None else FitOptions()
         self.error_cov = record.cov
         self._coef_cov = coef_cov
-        self.use_t = False
+        self.use_t = bool(self._fit_options.use_t)
+        self.debiased = bool(self._fit_options.debiased)
+        if self.use_t:
+            # t and F references: the residual df of the equation with most regressors
+            self.df_resid_inference = int(model.nobs - np.max(model.design.p))
         self.cov_type = coef_cov.name
         self.cov_kwds = dict(cov_kwds or {})
 
@@ -208,7 +218,7 @@ class LowRankSURResults(RestrictionTests, LikelihoodModelResults):
         return pd.DataFrame(self._coef_cov.full(), index=names, columns=names)
 
     def conf_int(self, alpha: float = 0.05):
-        """Confidence intervals ``params -/+ z_{1 - alpha/2} bse`` (normal distribution).
+        """Confidence intervals ``params -/+ z_{1 - alpha/2} bse`` (t quantiles with ``use_t``).
 
         Parameters
         ----------

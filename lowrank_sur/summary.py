@@ -120,6 +120,15 @@ def _notes(res, shown, labels) -> list[str]:
             f"{', '.join(res.heywood[:10])}{' ...' if len(res.heywood) > 10 else ''}."
         )
     notes.append(res._coef_cov.note)
+    if not res.use_t:
+        notes.append("p-values and intervals use the normal distribution (use_t=False).")
+    else:
+        notes.append(f"use_t=True: p-values and intervals use t({res.df_resid_inference}) "
+                     "(N minus the largest number of regressors in an equation), Wald "
+                     "tests F.")
+    if getattr(res, "debiased", False):
+        notes.append("debiased=True: the coefficient covariance uses Sigma_ij scaled by "
+                     "N / sqrt((N - p_i)(N - p_j)) (Stata's dfk).")
     return notes
 
 
@@ -184,7 +193,7 @@ def build_summary(res, alpha: float = 0.05, max_equations: int = 20,
             yname=eq.dep_name,
             xname=list(eq.exog_names),
             alpha=alpha,
-            use_t=False,
+            use_t=res.use_t,
             title=f"Equation: {eq.label}    Dependent variable: {eq.dep_name}",
         )
         smry.tables.append(tab)
