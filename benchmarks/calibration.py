@@ -26,6 +26,7 @@ constant, loadings N(0, 1), D ~ U(0.5, 1.5); replication r uses seed
 Options: ``default`` (GLS covariance at the MLE, normal reference), ``debiased``
 (Stata's dfk), ``debiased+use_t`` (dfk and t(N - p)), ``bootstrap+use_t``
 (``cov_type="bootstrap"``, parametric bootstrap covariance, with t(N - p)), and
+every fit with one start (``n_starts=1``); beside them
 linearmodels' iterated GLS (``SUR(...).fit(method="gls", iterate=True,
 cov_type="unadjusted")``, with and without ``debiased=True``) where it runs (K < N).
 
@@ -68,9 +69,13 @@ OPTIONS = {
 
 CRITERIA = ("aic", "bic", "ic_p1", "ic_p2", "er")
 
+#: Options of every fit: one start (the principal-component start) to keep the Monte
+#: Carlo affordable; the bootstrap refits inherit them.
+FIT = {"n_starts": 1}
+
 PRESETS = {
-    "quick": {"designs": [[40, 6, 1]], "reps": 3, "lr_reps": 2, "n_boot_cov": 19,
-              "n_boot_lr": 19, "select_designs": [[40, 6, 1]]},
+    "quick": {"designs": [[40, 5, 1]], "reps": 2, "lr_reps": 1, "n_boot_cov": 19,
+              "n_boot_lr": 19, "select_designs": [[40, 5, 1]]},
     "full": {"designs": [[200, 20, 2], [100, 100, 3], [60, 120, 2]], "reps": 200,
              "lr_reps": 100, "n_boot_cov": 99, "n_boot_lr": 99,
              "select_designs": [[200, 20, 2], [100, 100, 3], [60, 120, 2], [40, 60, 2]]},
@@ -102,7 +107,7 @@ def _lowrank_inference(model, sim, rank, opts: dict, n_boot_cov: int) -> dict:
     kw = dict(opts)
     if kw.get("cov_type") == "bootstrap":
         kw["cov_kwds"] = {"n_boot": n_boot_cov, "seed": 0}
-    res = model.fit(rank=rank, **kw)
+    res = model.fit(rank=rank, **FIT, **kw)
     idx, truth = _slopes(sim)
     ci = np.asarray(res.conf_int(0.05))[idx]
     covered = (ci[:, 0] <= truth[idx]) & (truth[idx] <= ci[:, 1])
@@ -136,7 +141,7 @@ def _linearmodels_inference(sim, debiased: bool) -> dict:
 
 def _selection(model, rank: int) -> dict:
     res = model.fit(rank="bic", max_rank=min(rank + 3, model.k_eqs - 1, model.nobs - 1),
-                    n_starts=1)
+                    **FIT)
     return {c: choose_rank(res.rank_selection, c) == rank for c in CRITERIA}
 
 
@@ -163,7 +168,7 @@ def run_design(design, cfg, seed, design_no, log) -> dict:
             for key, v in out.items():
                 acc[name][key].append(v)
         if r < cfg["lr_reps"]:
-            big = model.fit(rank=k + 1)
+            big = model.fit(rank=k + 1, **FIT)
             lr["boot"].append(base.compare_lr_test(big, n_boot=cfg["n_boot_lr"],
                                                    seed=r).pvalue < 0.05)
             lr["chi2"].append(base.compare_lr_test(big, method="chi2").pvalue < 0.05)
@@ -274,6 +279,10 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--output-dir", type=Path, help="where the JSON, markdown and PNG go")
     ap.add_argument("--reps", type=int, help="replications per design (overrides the preset)")
     ap.add_argument("--lr-reps", type=int, help="replications with the bootstrap LR test")
+    ap.add_argument("--n-boot", type=int, help="bootstrap draws (covariance and LR tests)")
+    ap.add_argument("--designs", nargs="+", metavar="N,K,k",
+                    help="designs to run (overrides the preset's; selection is measured "
+                    "for each)")
     ap.add_argument("--seed", type=int, default=20250101, help="base random seed")
     return ap
 
@@ -285,6 +294,11 @@ def main(argv=None) -> int:
         cfg["reps"] = args.reps
     if args.lr_reps is not None:
         cfg["lr_reps"] = args.lr_reps
+    if args.n_boot is not None:
+        cfg["n_boot_cov"] = cfg["n_boot_lr"] = args.n_boot
+    if args.designs:
+        cfg["designs"] = [[int(v) for v in d.split(",")] for d in args.designs]
+        cfg["select_designs"] = [list(d) for d in cfg["designs"]]
     out = args.output_dir
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

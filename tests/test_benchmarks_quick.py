@@ -93,3 +93,28 @@ def test_default_threads_quick(tmp_path):
     for r in records:
         want = None if r["mode"] == "default" else "1"
         assert set(r["blas_env"].values()) == {want}, r
+
+
+def test_calibration_quick(tmp_path):
+    """benchmarks/calibration.py --preset quick writes its JSON, markdown and plot."""
+    script = SCRIPT.parent / "calibration.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--preset", "quick", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = json.loads((tmp_path / "calibration.json").read_text())
+    (design,) = payload["designs"]
+    assert (design["nobs"], design["k_eqs"], design["rank"]) == (40, 5, 1)
+    names = set(design["options"])
+    assert {"default", "debiased", "debiased+use_t", "bootstrap+use_t",
+            "linearmodels-igls"} <= names  # linearmodels runs: K < N
+    for o in design["options"].values():
+        assert o["reps"] == 2 and 0.0 <= o["coverage"] <= 1.0
+        assert o["wald_size"] in (0.0, 0.5, 1.0)
+    assert design["lr_reps"] == 1 and design["lr_boot_size"] in (0.0, 1.0)
+    assert design["selection_reps"] == 2
+    assert set(design["selection"]) == {"aic", "bic", "ic_p1", "ic_p2", "er"}
+    text = (tmp_path / "calibration.md").read_text()
+    assert "Coverage of nominal 95% intervals" in text and "| 40 | 5 | 1 | default | 2 |" in text
+    assert (tmp_path / "coverage.png").stat().st_size > 0
