@@ -145,8 +145,8 @@ def _selection(model, rank: int) -> dict:
     return {c: choose_rank(res.rank_selection, c) == rank for c in CRITERIA}
 
 
-def run_design(design, cfg, seed, design_no, log) -> dict:
-    """Every measurement of one design (N, K, k)."""
+def run_design(design, cfg, seed, design_no, log, save=None) -> dict:
+    """Every measurement of one design (N, K, k); ``save(partial)`` after each replication."""
     N, K, k = design
     acc = {name: {"coverage": [], "wald_reject": []} for name in OPTIONS}
     lm_names = ["linearmodels-igls", "linearmodels-igls-debiased"] if K < N else []
@@ -180,6 +180,8 @@ def run_design(design, cfg, seed, design_no, log) -> dict:
                 select[c].append(ok)
         log(f"  N={N} K={K} k={k}: replication {r + 1}/{cfg['reps']} "
             f"({time.perf_counter() - t0:.0f} s)")
+        if save is not None:
+            save(_design_summary(design, acc, lr, select, time.perf_counter() - t0))
     return _design_summary(design, acc, lr, select, time.perf_counter() - t0)
 
 
@@ -200,7 +202,7 @@ def _design_summary(design, acc, lr, select, seconds) -> dict:
     }
 
 
-def select_only(design, cfg, seed, design_no, log) -> dict:
+def select_only(design, cfg, seed, design_no, log, save=None) -> dict:
     """Rank-selection accuracy for a design measured for selection only."""
     N, K, k = design
     select = {c: [] for c in CRITERIA}
@@ -210,6 +212,9 @@ def select_only(design, cfg, seed, design_no, log) -> dict:
         for c, ok in _selection(LowRankSUR(_pairs(sim)), k).items():
             select[c].append(ok)
         log(f"  N={N} K={K} k={k} (selection): replication {r + 1}/{cfg['reps']}")
+        if save is not None:
+            save(_design_summary(design, {}, {"boot": [], "chi2": [], "unres": []}, select,
+                                 time.perf_counter() - t0))
     return _design_summary(design, {}, {"boot": [], "chi2": [], "unres": []}, select,
                            time.perf_counter() - t0)
 
@@ -310,17 +315,24 @@ def main(argv=None) -> int:
     designs = [list(d) for d in cfg["designs"]]
     extra = [d for d in cfg["select_designs"] if d not in designs]
     machine = machine_info(None, None)
+
+    def save(partial=None):
+        done = rows + ([partial] if partial is not None else [])
+        text = markdown(done, cfg)
+        if out is not None:  # after every replication: an interrupted run keeps its part
+            write_json(out / "calibration.json", {
+                "preset": args.preset, "config": cfg, "seed": args.seed, "machine": machine,
+                "loadavg_at_end": loadavg(), "designs": done})
+            (out / "calibration.md").write_text(text, encoding="utf-8")
+        return text
+
     for no, design in enumerate(designs + extra):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             run = run_design if design in designs else select_only
-            rows.append(run(design, cfg, args.seed, no, log))
-        text = markdown(rows, cfg)
+            rows.append(run(design, cfg, args.seed, no, log, save))
+        text = save()
         if out is not None:
-            write_json(out / "calibration.json", {
-                "preset": args.preset, "config": cfg, "seed": args.seed, "machine": machine,
-                "loadavg_at_end": loadavg(), "designs": rows})
-            (out / "calibration.md").write_text(text, encoding="utf-8")
             plot(rows, out / "coverage.png")
     print(text)
     return 0
