@@ -99,10 +99,11 @@ class FitOptions:
     debiased : bool
         Small-sample scaling of the error covariance used for the coefficient
         covariance, Stata's ``dfk`` (linearmodels' ``debiased``): ``Sigma_ij`` times
-        ``N / sqrt((N - p_i)(N - p_j))``. For ``Sigma = F F' + diag(D)`` this is
-        ``S Sigma S`` with ``S = diag(sqrt(N / (N - p_j)))``, i.e. loadings
-        ``f_j sqrt(N / (N - p_j))`` and ``D_j N / (N - p_j)``, still low-rank. The
-        coefficients (the MLE) and ``results.error_cov`` are unchanged.
+        ``N / sqrt((N - p_i)(N - p_j))``; for ``Sigma = F F' + diag(D)`` its
+        analogue, loadings ``f_j sqrt(N / (N - p_j))`` and ``D_j N / (N - p_j - k)``
+        (D is what is left after the regressors and the k factors;
+        :mod:`lowrank_sur.coefcov.smallsample`), still low-rank. The coefficients
+        (the MLE) and ``results.error_cov`` are unchanged.
     """
 
     method: str = "als"

@@ -127,8 +127,9 @@ def _notes(res, shown, labels) -> list[str]:
                      "(N minus the largest number of regressors in an equation), Wald "
                      "tests F.")
     if getattr(res, "debiased", False):
-        notes.append("debiased=True: the coefficient covariance uses Sigma_ij scaled by "
-                     "N / sqrt((N - p_i)(N - p_j)) (Stata's dfk).")
+        notes.append("debiased=True: the coefficient covariance uses Sigma scaled as "
+                     "Stata's dfk, Sigma_ij N / sqrt((N - p_i)(N - p_j)), with D scaled by "
+                     "N / (N - p_j - k).")
     return notes
 
 

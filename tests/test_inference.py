@@ -282,13 +282,19 @@ def test_debiased_is_statas_dfk_by_dense_brute_force(uneven):
     np.testing.assert_allclose(res.params, base.params)  # the MLE is unchanged
     n, p = 25, np.array([2, 3, 4])
     F, D = res.error_cov.F, res.error_cov.D
-    S = (F @ F.T + np.diag(D)) * n / np.sqrt(np.outer(n - p, n - p))  # dfk
+    s = np.sqrt(n / (n - p))
+    # dfk on the common part, N / (N - p_j - k) on D (k = 1)
+    S = np.outer(s, s) * (F @ F.T) + np.diag(D * n / (n - p - 1))
     X = np.zeros((3 * n, p.sum()))
     for j, (X_j, lo) in enumerate(zip(Xs, np.concatenate([[0], np.cumsum(p)]))):
         X[j * n:(j + 1) * n, lo:lo + p[j]] = X_j
     V = np.linalg.inv(X.T @ np.kron(np.linalg.inv(S), np.eye(n)) @ X)
     np.testing.assert_allclose(res.bse, np.sqrt(np.diag(V)), rtol=1e-6)
     assert "dfk" in res.summary().as_text()
+    # with k = 0 it is exactly Stata's dfk, Sigma_ij N / sqrt((N - p_i)(N - p_j))
+    r0 = model.fit(rank=0, debiased=True)
+    np.testing.assert_allclose(np.asarray(r0.bse) / np.asarray(model.fit(rank=0).bse),
+                               np.repeat(s, p), rtol=1e-10)
 
 
 @pytest.mark.filterwarnings("ignore::lowrank_sur.HeywoodWarning")
