@@ -289,11 +289,36 @@ def parser() -> argparse.ArgumentParser:
                     help="designs to run (overrides the preset's; selection is measured "
                     "for each)")
     ap.add_argument("--seed", type=int, default=20250101, help="base random seed")
+    ap.add_argument("--render", nargs="+", type=Path, metavar="JSON",
+                    help="print the tables of earlier runs' calibration.json files and exit")
     return ap
+
+
+def render(paths: list[Path]) -> str:
+    """The tables of several runs (one design each, say) in one markdown text."""
+    import json
+
+    rows, notes = [], []
+    for path in paths:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        rows.extend(payload["designs"])
+        cfg = payload["config"]
+        m = payload["machine"]
+        for d in payload["designs"]:
+            notes.append(
+                f"- N={d['nobs']}, K={d['k_eqs']}, k={d['rank']}: {d['selection_reps']} "
+                f"replications ({d['lr_reps']} with the bootstrap LR test), "
+                f"{cfg['n_boot_cov']} bootstrap draws, {d['seconds']:.0f} s, lowrank_sur "
+                f"{m.get('lowrank_sur_git')}, load average at start "
+                f"{m.get('loadavg_at_start')}")
+    return markdown(rows, cfg) + "\nRuns:\n\n" + "\n".join(notes) + "\n"
 
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.render:
+        print(render(args.render))
+        return 0
     cfg = dict(PRESETS[args.preset])
     if args.reps is not None:
         cfg["reps"] = args.reps

@@ -118,3 +118,9 @@ def test_calibration_quick(tmp_path):
     text = (tmp_path / "calibration.md").read_text()
     assert "Coverage of nominal 95% intervals" in text and "| 40 | 5 | 1 | default | 2 |" in text
     assert (tmp_path / "coverage.png").stat().st_size > 0
+    rendered = subprocess.run(
+        [sys.executable, str(script), "--render", str(tmp_path / "calibration.json")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert "| 40 | 5 | 1 | default | 2 |" in rendered.stdout and "Runs:" in rendered.stdout
