@@ -16,6 +16,7 @@ from .exceptions import (
     IdentificationWarning,
     PerformanceWarning,
     PicklingWarning,
+    RankSelectionWarning,
     SpecificationError,
 )
 from .fitters import FitRecord, fit_arrays
@@ -45,6 +46,7 @@ __all__ = [
     "IdentificationWarning",
     "PerformanceWarning",
     "PicklingWarning",
+    "RankSelectionWarning",
     "SpecificationError",
     "__version__",
 ]

@@ -1,14 +1,41 @@
-"""Tests of the error-covariance structure: LR tests of the rank and Breusch-Pagan."""
+"""Tests of the error-covariance structure: LR tests of the rank and Breusch-Pagan.
+
+Every test returns a :class:`CovStructureTest`. A test with nothing to test (a
+diagonal Sigma tested against rank 0, Breusch-Pagan with one equation, two saturated
+ranks, an unrestricted Sigma whose maximum does not exist for these data) returns
+one with ``is_valid=False``, NaN statistic and p-value, and the ``reason`` (as
+linearmodels' ``InvalidTestStatistic``), never a number that looks like a result.
+
+The likelihood-ratio statistic of rank k against rank k + 1 has no chi2 limit: under
+the null the extra factor's loadings are not identified (Davies 1977, 1987), and the
+chi2 reference with the difference in free parameters was measured to reject a true
+rank-k null in 60-100% of draws at 5%. The valid reference is the parametric
+bootstrap (:mod:`lowrank_sur.bootstrap`); the chi2 p-value is given only on request,
+labelled as not valid.
+
+References
+----------
+Bartlett, M. S. (1954). A note on the multiplying factors for various chi2
+approximations. JRSS B 16, 296-298.
+Davies, R. B. (1987). Hypothesis testing when a nuisance parameter is present only
+under the alternative. Biometrika 74, 33-43.
+Anderson, T. W. (2003). *An Introduction to Multivariate Statistical Analysis*, 3rd
+ed., Wiley: section 8.4 (the residual Wishart with N - p degrees of freedom) and
+section 14.3 (the LR test of the number of factors).
+"""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
 
-from .covariance import DenseCovariance, gaussian_llf
+from .bootstrap import bootstrap_statistics, check_n_boot, draw_responses, monte_carlo_pvalue
+from .bounded import check_bounded
+from .covariance import DenseCovariance, LowRankCovariance, gaussian_llf
 from .design import SURDesign
 from .exceptions import IdentificationWarning
 from .fitters import fit_design
@@ -16,13 +43,27 @@ from .selection import n_cov_params
 
 __all__ = [
     "CovStructureTest",
+    "invalid_test",
     "lr_test_diagonal",
     "lr_test_nested",
     "lr_test_unrestricted",
+    "unrestricted_unavailable",
+    "bootstrap_lr",
     "breusch_pagan",
     "diagonal_llf",
     "unrestricted_llf",
+    "LR_METHODS",
 ]
+
+#: Reference distributions accepted by the likelihood-ratio tests' ``method=``.
+LR_METHODS = ("bootstrap", "chi2")
+
+#: Note on the chi2 reference for nested factor ranks.
+CHI2_NOT_VALID = (
+    "chi2 reference NOT VALID for nested factor ranks: under the null the extra "
+    "factor is not identified, so the LR statistic has no chi2 limit (the p-value is "
+    "far too small); use method='bootstrap'"
+)
 
 
 @dataclass
@@ -34,17 +75,25 @@ class CovStructureTest:
     name : str
         Name of the test.
     stat : float
-        Test statistic (chi-squared under the null).
+        Test statistic (NaN for an invalid test).
     df : int
-        Degrees of freedom.
+        Degrees of freedom of the chi2 reference (0 for an invalid test).
     pvalue : float
-        Upper-tail chi-squared p-value.
+        Upper-tail p-value from the reference distribution (NaN for an invalid test).
     null : str
         The null hypothesis in words.
     alternative : str
         The alternative in words.
     notes : list of str
         Caveats (boundary issues, corrections applied).
+    reason : str
+        Why the test is not valid (empty for a valid test).
+    method : str
+        Reference distribution: ``"chi2"`` or ``"bootstrap"`` (parametric bootstrap).
+    n_boot : int
+        Bootstrap draws whose statistic was computed (0 for chi2).
+    boot_stats : ndarray or None
+        The bootstrap statistics.
     """
 
     name: str
@@ -54,13 +103,33 @@ class CovStructureTest:
     null: str
     alternative: str = ""
     notes: list[str] = field(default_factory=list)
+    reason: str = ""
+    method: str = "chi2"
+    n_boot: int = 0
+    boot_stats: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def is_valid(self) -> bool:
+        """False when the test has nothing to test (see :attr:`reason`)."""
+        return not self.reason
+
+    @property
+    def pval(self) -> float:
+        """The p-value (linearmodels' name)."""
+        return self.pvalue
 
     @property
     def dist(self) -> str:
         """Reference distribution."""
+        if not self.is_valid:
+            return "none (invalid test)"
+        if self.method == "bootstrap":
+            return f"parametric bootstrap ({self.n_boot} draws)"
         return f"chi2({self.df})"
 
     def __str__(self) -> str:
+        if not self.is_valid:
+            return "\n".join([f"Invalid test statistic: {self.name}", self.reason])
         lines = [
             self.name,
             f"H0: {self.null}",
@@ -74,10 +143,17 @@ class CovStructureTest:
         return "\n".join(lines)
 
     def __repr__(self) -> str:
+        if not self.is_valid:
+            return f"CovStructureTest(name={self.name!r}, invalid: {self.reason!r})"
         return (
             f"CovStructureTest(name={self.name!r}, stat={self.stat:.4f}, df={self.df}, "
-            f"pvalue={self.pvalue:.4g})"
+            f"pvalue={self.pvalue:.4g}, method={self.method!r})"
         )
+
+
+def invalid_test(name: str, reason: str, null: str = "") -> CovStructureTest:
+    """A test with nothing to test: NaN statistic and p-value, and the reason."""
+    return CovStructureTest(name, float("nan"), 0, float("nan"), null, reason=reason)
 
 
 def _chi2(name, stat, df, null, alternative="", notes=None) -> CovStructureTest:
@@ -85,6 +161,212 @@ def _chi2(name, stat, df, null, alternative="", notes=None) -> CovStructureTest:
     return CovStructureTest(
         name, stat, int(df), float(stats.chi2.sf(stat, df)), null, alternative, notes or []
     )
+
+
+def _with_bootstrap(test: CovStructureTest, boot_stats) -> CovStructureTest:
+    """``test`` with its p-value from the bootstrap statistics (chi2 kept in a note)."""
+    if boot_stats is None:
+        return test
+    boot = np.asarray(boot_stats, dtype=float)
+    ok = np.isfinite(boot)
+    test.notes.append(f"chi2({test.df}) p-value, for comparison only: {test.pvalue:.4g}")
+    if not np.all(ok):
+        test.notes.append(f"{int(np.sum(~ok))} bootstrap draw(s) could not be refitted "
+                          "and were left out")
+    test.pvalue = monte_carlo_pvalue(test.stat, boot)
+    test.method, test.n_boot, test.boot_stats = "bootstrap", int(np.sum(ok)), boot
+    return test
+
+
+def check_lr_method(method: str) -> str:
+    """Validate ``method=`` of a likelihood-ratio test."""
+    if not isinstance(method, str) or method.lower() not in LR_METHODS:
+        raise ValueError(f"method must be one of {LR_METHODS}, got {method!r}")
+    return method.lower()
+
+
+def unrestricted_unavailable(design: SURDesign, Y: np.ndarray) -> str:
+    """Why the unrestricted maximum does not exist for these data ("" when it exists).
+
+    The unrestricted Sigma is the rank ``K - 1`` factor model; its likelihood is
+    unbounded when the residual matrix can be made rank-deficient, generically when
+    ``K + rank([X_1 ... X_K]) > N`` (:func:`lowrank_sur.bounded.check_bounded`).
+    """
+    n, K = Y.shape
+    if K < 2:
+        return "with one equation there is no cross-equation covariance to restrict"
+    if K >= n:
+        return (f"an unrestricted Sigma needs K < N (K={K}, N={n}): its MLE is singular")
+    check = check_bounded(design, Y, K - 1)
+    if check.bounded:
+        return ""
+    return (
+        "the unrestricted maximum does not exist for these data (the likelihood of an "
+        f"unrestricted Sigma is unbounded: equations {check.equations[:8]}: "
+        f"{check.reason}); generically it needs K + rank([X_1 ... X_K]) <= N"
+    )
+
+
+def unrestricted_llf(design: SURDesign, Y: np.ndarray, **fit_options) -> tuple[float, int]:
+    """Maximized log-likelihood with a free Sigma (iterated SUR).
+
+    Any positive definite Sigma is ``F F' + diag(D)`` with ``K - 1`` factors, so the
+    rank ``K - 1`` fit reaches the iterated-SUR coefficients; the log-likelihood is
+    then concentrated exactly at ``Sigma = R'R / N``. Returns the llf and the
+    number of sweeps. Raises ``ValueError`` when the maximum does not exist
+    (:func:`unrestricted_unavailable`).
+    """
+    reason = unrestricted_unavailable(design, Y)
+    if reason:
+        raise ValueError(reason)
+    n, K = Y.shape
+    with warnings.catch_warnings():  # rank K - 1 is past the Ledermann bound on purpose
+        warnings.simplefilter("ignore", IdentificationWarning)
+        rec = fit_design(design, Y, K - 1, **fit_options)
+    R = Y - design.fitted(rec.whitened_coefs)
+    # concentrated at Sigma = R'R / N, where the quadratic form is N K
+    llf = gaussian_llf(n, K, DenseCovariance(R.T @ R / n).logdet(), n * K)
+    return float(max(llf, rec.llf)), rec.iterations
+
+
+def lr_test_diagonal(llf: float, llf_diag: float, k_eqs: int, rank: int,
+                     boot_stats=None) -> CovStructureTest:
+    """LR test of rank k against a diagonal Sigma (rank 0).
+
+    Invalid at rank 0 (nothing to test). With ``boot_stats`` the p-value is the
+    parametric bootstrap one (draws from the diagonal fit).
+    """
+    name = f"LR test: diagonal Sigma vs rank-{rank} factor structure"
+    if rank == 0:
+        return invalid_test(name, "the fit has rank 0: it is the diagonal model itself, so "
+                            "there is nothing to test; fit a rank >= 1 or use "
+                            "breusch_pagan()")
+    df = n_cov_params(k_eqs, rank) - n_cov_params(k_eqs, 0)
+    test = _chi2(
+        name,
+        2.0 * (llf - llf_diag),
+        df,
+        "Sigma is diagonal (no cross-equation correlation)",
+        f"Sigma = F F' + diag(D) with {rank} factor(s)",
+        ["k = 0 lies on the boundary of the parameter space; the chi2 reference "
+         "distribution is conservative"] if boot_stats is None else [],
+    )
+    return _with_bootstrap(test, boot_stats)
+
+
+def lr_test_nested(
+    llf_small: float, rank_small: int, llf_big: float, rank_big: int, k_eqs: int,
+    method: str = "bootstrap", boot_stats=None,
+) -> CovStructureTest:
+    """LR test of rank ``rank_small`` against ``rank_big`` (same data and regressors).
+
+    Parameters
+    ----------
+    llf_small, rank_small, llf_big, rank_big : float, int
+        The two fits.
+    k_eqs : int
+        Number of equations.
+    method : {"bootstrap", "chi2"}
+        ``"bootstrap"`` needs ``boot_stats`` (the statistic on draws from the small
+        fit); ``"chi2"`` uses chi2 with the difference in free parameters and is
+        labelled as not valid (see the module notes).
+    boot_stats : array_like, optional
+        Bootstrap statistics.
+    """
+    name = f"LR test: rank {rank_small} vs rank {rank_big}"
+    df = n_cov_params(k_eqs, rank_big) - n_cov_params(k_eqs, rank_small)
+    null = f"{rank_small} factor(s) suffice"
+    if df <= 0:
+        return invalid_test(
+            name, f"ranks {rank_small} and {rank_big} both leave Sigma unrestricted for "
+            f"K={k_eqs} equations (at or past the Ledermann bound they have the same "
+            f"{n_cov_params(k_eqs, None)} free covariance parameters): the models are the "
+            "same, so there is nothing to test", null)
+    test = _chi2(name, 2.0 * (llf_big - llf_small), df, null, f"{rank_big} factors")
+    if check_lr_method(method) == "chi2":
+        test.notes.append(CHI2_NOT_VALID)
+        return test
+    if boot_stats is None:
+        raise ValueError("method='bootstrap' needs the bootstrap statistics")
+    return _with_bootstrap(test, boot_stats)
+
+
+def bartlett_factor(nobs: int, k_eqs: int, rank: int, n_regressors: float) -> float:
+    """Bartlett's multiplier for the LR test of k factors on regression residuals.
+
+    ``(N - p - (2 K + 5) / 6 - 2 k / 3) / N``. For a sample covariance of N
+    observations about their mean the residual cross-product is Wishart with
+    ``N - 1`` degrees of freedom and the factor is Bartlett's (1954)
+    ``N - 1 - (2K + 5)/6 - 2k/3``; residuals of p shared regressors are Wishart
+    with ``N - p`` (Anderson 2003, section 8.4), so ``N - 1`` becomes ``N - p``
+    (p = 1 is the mean). With different regressors per equation ``p`` is their mean
+    number, an approximation.
+    """
+    return (nobs - n_regressors - (2 * k_eqs + 5) / 6.0 - 2.0 * rank / 3.0) / nobs
+
+
+def lr_test_unrestricted(
+    llf: float, llf_unres: float, nobs: int, k_eqs: int, rank: int,
+    n_regressors: float = 1.0, boot_stats=None, reason: str = "",
+) -> CovStructureTest:
+    """Bartlett-corrected LR test of rank k against an unrestricted Sigma.
+
+    Parameters
+    ----------
+    llf, llf_unres : float
+        The rank-k and the unrestricted (iterated SUR) log-likelihoods.
+    nobs, k_eqs, rank : int
+        N, K, k.
+    n_regressors : float
+        Regressors per equation (their mean when they differ), for
+        :func:`bartlett_factor`.
+    boot_stats : array_like, optional
+        Bootstrap statistics (Bartlett-corrected as the statistic); the p-value is
+        then the bootstrap one.
+    reason : str
+        Why the unrestricted maximum does not exist (:func:`unrestricted_unavailable`):
+        the test is then invalid.
+    """
+    name = f"LR test: rank-{rank} factor structure vs unrestricted Sigma"
+    null = f"Sigma = F F' + diag(D) with {rank} factor(s)"
+    if reason:
+        return invalid_test(name, reason, null)
+    df = n_cov_params(k_eqs, None) - n_cov_params(k_eqs, rank)
+    if df <= 0:
+        return invalid_test(
+            name, f"rank {rank} with K={k_eqs} equations leaves no degrees of freedom "
+            f"((K - k)^2 - (K + k) = {(k_eqs - rank) ** 2 - (k_eqs + rank)} <= 0): the "
+            "factor model is not a restriction of an unrestricted Sigma", null)
+    factor = bartlett_factor(nobs, k_eqs, rank, n_regressors)
+    lr = 2.0 * (llf_unres - llf)
+    test = _chi2(
+        name, factor * lr, df, null, "Sigma unrestricted",
+        [f"Bartlett correction factor {factor:.4f} (N - p with p = {n_regressors:g} "
+         f"regressors per equation) applied to LR = {lr:.4f}"],
+    )
+    return _with_bootstrap(test, boot_stats)
+
+
+def bootstrap_lr(design: SURDesign, whitened_coefs: np.ndarray, cov, statistic: Callable,
+                 n_boot: int, seed) -> np.ndarray:
+    """The LR statistic on ``n_boot`` draws from the null fit ``(whitened_coefs, cov)``.
+
+    ``statistic(Y_b)`` refits on one draw; warnings of the refits are silenced (a
+    draw that cannot be refitted gives NaN and is left out of the p-value).
+    """
+    n_boot = check_n_boot(n_boot)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bootstrap_statistics(
+            draw_responses(design, whitened_coefs, cov, n_boot, seed), statistic)
+
+
+def diagonal_null(design: SURDesign, Y: np.ndarray) -> tuple[np.ndarray, LowRankCovariance]:
+    """The diagonal-Sigma fit: OLS coefficients and ``D = SSR / N``."""
+    A = design.ols(Y)
+    R = Y - design.fitted(A)
+    d = np.einsum("ij,ij->j", R, R) / R.shape[0]
+    return A, LowRankCovariance(np.zeros((Y.shape[1], 0)), d)
 
 
 def diagonal_llf(design: SURDesign, Y: np.ndarray) -> float:
@@ -96,88 +378,18 @@ def diagonal_llf(design: SURDesign, Y: np.ndarray) -> float:
     return float(gaussian_llf(n, K, np.sum(np.log(d)), n * K))
 
 
-def unrestricted_llf(design: SURDesign, Y: np.ndarray, **fit_options) -> tuple[float, int]:
-    """Maximized log-likelihood with a free Sigma (iterated SUR), which needs K < N.
-
-    Any positive definite Sigma is ``F F' + diag(D)`` with ``K - 1`` factors, so the
-    rank ``K - 1`` fit reaches the iterated-SUR coefficients; the log-likelihood is
-    then concentrated exactly at ``Sigma = R'R / N``. Returns the llf and the
-    number of sweeps.
-    """
-    n, K = Y.shape
-    if K >= n:
-        raise ValueError(
-            f"an unrestricted Sigma needs K < N (K={K}, N={n}): its MLE is singular"
-        )
-    with warnings.catch_warnings():  # rank K - 1 is past the Ledermann bound on purpose
-        warnings.simplefilter("ignore", IdentificationWarning)
-        rec = fit_design(design, Y, K - 1, **fit_options)
-    R = Y - design.fitted(rec.whitened_coefs)
-    # concentrated at Sigma = R'R / N, where the quadratic form is N K
-    llf = gaussian_llf(n, K, DenseCovariance(R.T @ R / n).logdet(), n * K)
-    return float(max(llf, rec.llf)), rec.iterations
-
-
-def lr_test_diagonal(llf: float, llf_diag: float, k_eqs: int, rank: int) -> CovStructureTest:
-    """LR test of rank k against a diagonal Sigma (rank 0)."""
-    df = n_cov_params(k_eqs, rank) - n_cov_params(k_eqs, 0)
-    return _chi2(
-        f"LR test: diagonal Sigma vs rank-{rank} factor structure",
-        2.0 * (llf - llf_diag),
-        df,
-        "Sigma is diagonal (no cross-equation correlation)",
-        f"Sigma = F F' + diag(D) with {rank} factor(s)",
-        ["k = 0 lies on the boundary of the parameter space; the chi2 reference "
-         "distribution is conservative"],
-    )
-
-
-def lr_test_nested(
-    llf_small: float, rank_small: int, llf_big: float, rank_big: int, k_eqs: int
-) -> CovStructureTest:
-    """LR test of rank ``rank_small`` against ``rank_big`` (same data and regressors)."""
-    return _chi2(
-        f"LR test: rank {rank_small} vs rank {rank_big}",
-        2.0 * (llf_big - llf_small),
-        n_cov_params(k_eqs, rank_big) - n_cov_params(k_eqs, rank_small),
-        f"{rank_small} factor(s) suffice",
-        f"{rank_big} factors",
-        ["standard regularity conditions fail at reduced rank; treat the p-value as "
-         "approximate"],
-    )
-
-
-def lr_test_unrestricted(
-    llf: float, llf_unres: float, nobs: int, k_eqs: int, rank: int
-) -> CovStructureTest:
-    """Bartlett-corrected LR test of rank k against an unrestricted Sigma (K < N)."""
-    df = n_cov_params(k_eqs, None) - n_cov_params(k_eqs, rank)
-    if df <= 0:
-        raise ValueError(
-            f"rank {rank} with K={k_eqs} equations leaves no degrees of freedom "
-            f"((K - k)^2 - (K + k) = {2 * df} <= 0): the "
-            "factor model is not a restriction of an unrestricted Sigma"
-        )
-    factor = (nobs - 1 - (2 * k_eqs + 5) / 6.0 - 2.0 * rank / 3.0) / nobs
-    lr = 2.0 * (llf_unres - llf)
-    return _chi2(
-        f"LR test: rank-{rank} factor structure vs unrestricted Sigma",
-        factor * lr,
-        df,
-        f"Sigma = F F' + diag(D) with {rank} factor(s)",
-        "Sigma unrestricted",
-        [f"Bartlett correction factor {factor:.4f} applied to LR = {lr:.4f}"],
-    )
-
-
 def breusch_pagan(design: SURDesign, Y: np.ndarray) -> CovStructureTest:
     """Breusch-Pagan LM test of a diagonal Sigma on OLS residual correlations.
 
     ``LM = N sum_{j<l} rho_jl^2``, chi2 with K(K-1)/2 df. Computed through the
-    smaller of the K x K and N x N Gram matrices.
+    smaller of the K x K and N x N Gram matrices. Invalid with one equation.
     """
     R = Y - design.fitted(design.ols(Y))
     n, K = R.shape
+    null = "Sigma is diagonal (all cross-equation error correlations are zero)"
+    if K < 2:
+        return invalid_test("Breusch-Pagan LM test", "the system has one equation: there "
+                            "is no cross-equation correlation to test", null)
     Z = R - R.mean(axis=0)
     Z = Z / np.linalg.norm(Z, axis=0)
     G = Z.T @ Z if K <= n else Z @ Z.T
@@ -187,6 +399,6 @@ def breusch_pagan(design: SURDesign, Y: np.ndarray) -> CovStructureTest:
         "Breusch-Pagan LM test",
         lm,
         K * (K - 1) // 2,
-        "Sigma is diagonal (all cross-equation error correlations are zero)",
+        null,
         "some cross-equation error correlation is non-zero",
     )

@@ -24,6 +24,7 @@ __all__ = [
     "IdentificationWarning",
     "UnboundedLikelihoodWarning",
     "MultipleMaximaWarning",
+    "RankSelectionWarning",
     "CollinearityError",
     "SpecificationError",
     "DataRemovedError",
@@ -45,6 +46,10 @@ class IdentificationWarning(ModelWarning):
 
 class UnboundedLikelihoodWarning(EstimationWarning):
     """The likelihood at the requested rank is unbounded for these data (no MLE exists)."""
+
+
+class RankSelectionWarning(EstimationWarning):
+    """Automatic rank selection excluded some candidate ranks (``results.rank_selection``)."""
 
 
 class MultipleMaximaWarning(EstimationWarning):

@@ -14,7 +14,7 @@ import re
 import numpy as np
 import patsy
 
-__all__ = ["check_restriction", "RestrictionTests"]
+__all__ = ["check_restriction", "check_degenerate", "RestrictionTests"]
 
 
 def _example(names: list[str]) -> str:
@@ -125,6 +125,61 @@ def check_restriction(r_matrix, names: list[str]):
     return _check_matrix(r_matrix, len(names))
 
 
+def _as_pair(r, n_params: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(R, q)`` of a checked restriction (None for a dict, which statsmodels handles)."""
+    if isinstance(r, dict):
+        return None
+    if isinstance(r, tuple):
+        return np.atleast_2d(np.asarray(r[0], dtype=float)), np.atleast_1d(r[1]).astype(float)
+    R = np.atleast_2d(np.asarray(r, dtype=float))
+    return R, np.zeros(R.shape[0])
+
+
+def check_degenerate(r, names: list[str], joint: bool) -> None:
+    """Refuse restrictions with nothing to test or that contradict each other.
+
+    A zero row of ``R`` restricts no coefficient (``0 = q``: vacuous when q = 0,
+    impossible otherwise). For a joint (Wald) test the rows must also be linearly
+    independent: dependent rows make ``R V R'`` singular, and when their ``q``
+    disagree the restrictions contradict each other (no coefficient vector satisfies
+    them). Raises ``ValueError`` naming the rows.
+    """
+    pair = _as_pair(r, len(names))
+    if pair is None:
+        return
+    R, q = pair
+    scale = np.max(np.abs(R), axis=1)
+    zero = np.flatnonzero(scale == 0)
+    if zero.size:
+        rows = [int(i) for i in zero]
+        what = ("impossible (0 = q with q != 0)" if np.any(q[zero] != 0)
+                else "vacuous (0 = 0)")
+        raise ValueError(
+            f"r_matrix row(s) {rows} restrict no coefficient (all zeros): the restriction "
+            f"is {what}, so there is nothing to test; drop those rows"
+        )
+    if not joint or R.shape[0] == 1:
+        return
+    Rn = R / scale[:, None]
+    rank = np.linalg.matrix_rank(Rn, tol=1e-10 * max(R.shape))
+    if rank == R.shape[0]:
+        return
+    # consistent iff q lies in the column space of R (least squares leaves no residual)
+    qn = q / scale
+    sol = np.linalg.lstsq(Rn, qn, rcond=None)[0]
+    resid = float(np.max(np.abs(Rn @ sol - qn)))
+    if resid > 1e-8 * max(1.0, float(np.max(np.abs(qn)))):
+        raise ValueError(
+            f"r_matrix: the {R.shape[0]} restrictions contradict each other (their rows "
+            f"have rank {rank} and no coefficient vector satisfies R b = q); check the "
+            "restrictions"
+        )
+    raise ValueError(
+        f"r_matrix: the {R.shape[0]} restrictions are linearly dependent (rank {rank}): "
+        f"some restate others, so R V R' is singular; keep {rank} independent ones"
+    )
+
+
 class RestrictionTests:
     """``t_test`` and ``wald_test`` with checked restrictions (mixed into the results)."""
 
@@ -146,6 +201,7 @@ class RestrictionTests:
         ContrastResults
         """
         r_matrix = check_restriction(r_matrix, self.model.param_names)
+        check_degenerate(r_matrix, self.model.param_names, joint=False)
         return super().t_test(r_matrix, cov_p=cov_p, use_t=use_t)
 
     def wald_test(self, r_matrix, cov_p=None, invcov=None, use_f=None, df_constraints=None,
@@ -170,6 +226,7 @@ class RestrictionTests:
         ContrastResults
         """
         r_matrix = check_restriction(r_matrix, self.model.param_names)
+        check_degenerate(r_matrix, self.model.param_names, joint=True)
         return super().wald_test(r_matrix, cov_p=cov_p, invcov=invcov, use_f=use_f,
                                  df_constraints=df_constraints, scalar=scalar)
 

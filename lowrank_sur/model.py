@@ -11,10 +11,12 @@ import pandas as pd
 import patsy
 from statsmodels.base.model import LikelihoodModel
 
+from .bounded import check_bounded
 from .coefcov import get_cov_type
 from .coefcov.registry import check_cov_kwds as _check_cov_kwds
+from .coefcov.smallsample import debiased_record
 from .constraints import parse_constraints
-from .covariance import LowRankCovariance
+from .covariance import DenseCovariance, LowRankCovariance
 from .design import SURDesign
 from .equations import has_constant
 from .exceptions import (
@@ -22,6 +24,7 @@ from .exceptions import (
     DataRemovedError,
     HeywoodWarning,
     IdentificationWarning,
+    RankSelectionWarning,
     SpecificationError,
     data_removed_message,
     external_stacklevel,
@@ -32,7 +35,17 @@ from .fullcov import coefficient_covariance
 from .newdata import exog_matrices
 from .options import FitOptions, check_int
 from .results import LowRankSURResults, LowRankSURResultsWrapper
-from .selection import CRITERIA, default_rank, information_criteria, n_free_params
+from .selection import (
+    CRITERIA,
+    choose_rank,
+    default_rank,
+    exclusion_after_fit,
+    exclusion_before_fit,
+    factor_criteria,
+    information_criteria,
+    n_free_params,
+    residual_eigenvalues,
+)
 from .system import build_system
 
 __all__ = ["LowRankSUR"]
@@ -325,7 +338,8 @@ class LowRankSUR(LikelihoodModel):
             ``"HC0"`` / ``"HC1"`` (alias ``"robust"``), ``"HAC"`` (alias ``"kernel"``)
             and ``"cluster"`` (alias ``"clustered"``): sandwiches from the scores
             (:mod:`lowrank_sur.coefcov.robust`). ``results.get_robustcov_results``
-            switches later without refitting.
+            switches later without refitting; ``"bootstrap"`` (parametric bootstrap, which
+            includes the estimation of Sigma; ``cov_kwds={"n_boot": 199, "seed": 0}``).
         cov_kwds : dict, optional
             Options of the covariance estimator, e.g. ``{"maxlags": 2}`` for HAC or
             ``{"groups": labels}`` for cluster.
@@ -336,9 +350,13 @@ class LowRankSUR(LikelihoodModel):
             (relative log-likelihood change, with ``ptol`` the largest parameter
             change, for convergence), ``d_floor`` (floor for ``D_j`` relative to
             equation j's OLS residual variance), ``accelerate`` (EM only: SQUAREM),
-            ``disp`` (print one line per iteration), ``callback``; ``use_t``
-            (t and F reference distributions, Stata's ``small``); for ``"fgls"``
-            ``iterate``, ``debiased`` and ``sigma_df`` (the divisor of Sigma-hat);
+            ``disp`` (print one line per iteration), ``callback``, the
+            small-sample options ``use_t`` (t and F references with
+            ``N - max_j p_j`` degrees of freedom, ``results.df_resid_inference``;
+            Stata's ``small``) and ``debiased`` (Stata's ``dfk``: the scaling of Sigma
+            in the coefficient covariance; for ``method="fgls"`` at ``rank="full"`` the
+            divisor of Sigma-hat itself), for ``"fgls"`` ``iterate`` and ``sigma_df``
+            (the divisor of Sigma-hat);
             ``constraints``: linear restrictions imposed in estimation, as strings in
             the parameter names (``"gm_value_gm = ge_value_ge, ch_value_ch = 0"``) or
             a pair ``(R, q)``, for every fitter and rank (the coefficient covariance is
@@ -382,10 +400,13 @@ class LowRankSUR(LikelihoodModel):
                                     default_rank(self.k_eqs, self.nobs), opts)
         else:
             record = fit_design(self.design, self._Y, rank, opts)
-        coef_cov = coefficient_covariance(cov_type, self.design, self._Y, record, cov_kwds)
+        # debiased=True (Stata's dfk) scales the error covariance the estimator sees; an
+        # unrestricted Sigma-hat from method="fgls" has the dfk divisor already
+        dfk = opts.debiased and not isinstance(record.cov, DenseCovariance)
+        cov_record = debiased_record(record, self.design) if dfk else record
+        coef_cov = coefficient_covariance(cov_type, self.design, self._Y, cov_record, cov_kwds)
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
-                                rank_selection=selection)
-        res.use_t = opts.use_t
+                                rank_selection=selection, fit_options=opts)
         return LowRankSURResultsWrapper(res)
 
     def _max_rank(self, max_rank) -> int:
@@ -402,48 +423,80 @@ class LowRankSUR(LikelihoodModel):
         return max_rank
 
     def _select_rank(self, crit: str, max_rank, opts: FitOptions):
-        """Fit ranks 0..max_rank; return the best fit's record and the comparison table."""
+        """Fit the candidate ranks; return the chosen fit's record and the comparison table.
+
+        Ranks past the Ledermann bound or with an unbounded likelihood are not fitted;
+        fitted ranks that did not converge or are degenerate are excluded (the
+        ``excluded`` column says why). ``ic_p1``, ``ic_p2`` and ``er`` come from the
+        OLS residuals (:func:`~lowrank_sur.selection.factor_criteria`).
+        """
         top = self._max_rank(max_rank)
-        rows, records, caught = [], [], []
+        d, Y = self.design, self._Y
+        eigs = residual_eigenvalues(Y - d.fitted(d.ols(Y)))
+        factor_ic = factor_criteria(eigs, self.nobs, self.k_eqs, range(top + 1))
+        rows, records, caught = [], {}, {}
         for k in range(top + 1):
-            with warnings.catch_warnings(record=True) as got:
-                warnings.simplefilter("always")
-                rec = fit_design(self.design, self._Y, k, opts)
-            records.append(rec)
-            caught.append([w for w in got if not issubclass(w.category, IdentificationWarning)])
             df = n_free_params(self.k_params, self.k_eqs, k)
-            rows.append(
-                {"rank": k, "llf": rec.llf, "df": df,
-                 **information_criteria(rec.llf, df, self.nobs),
-                 "converged": rec.converged, "iterations": rec.iterations,
-                 "heywood": len(rec.heywood)}
-            )
+            row = {"rank": k, "llf": np.nan, "df": df, "aic": np.nan, "bic": np.nan,
+                   **{c: v[k] for c, v in factor_ic.items()},
+                   "converged": pd.NA, "degenerate": pd.NA, "iterations": pd.NA,
+                   "heywood": pd.NA,
+                   "excluded": exclusion_before_fit(k, self.k_eqs, check_bounded(d, Y, k))}
+            if not row["excluded"]:
+                with warnings.catch_warnings(record=True) as got:
+                    warnings.simplefilter("always")
+                    rec = fit_design(d, Y, k, opts)
+                records[k] = rec
+                caught[k] = [w for w in got if not issubclass(w.category,
+                                                              IdentificationWarning)]
+                row.update(llf=rec.llf, **information_criteria(rec.llf, df, self.nobs),
+                           converged=rec.converged, degenerate=rec.degenerate,
+                           iterations=rec.iterations, heywood=len(rec.heywood),
+                           excluded=exclusion_after_fit(rec))
+            rows.append(row)
         table = pd.DataFrame(rows).set_index("rank")
-        best = int(table[crit].idxmin())
+        for col in ("iterations", "heywood"):
+            table[col] = table[col].astype("Int64")
+        for col in ("converged", "degenerate"):
+            table[col] = table[col].astype("boolean")
+        best = choose_rank(table, crit)
+        if best not in records:  # nothing eligible was fitted: rank 0 is always bounded
+            records[best] = fit_design(d, Y, best, opts)
+            caught[best] = []
         table["selected"] = table.index == best
+        table.attrs["criterion"] = crit
         _selection_warnings(crit, table, caught, best)
         return records[best], table
 
 
-def _selection_warnings(crit: str, table: pd.DataFrame, caught: list, best: int) -> None:
+def _selection_warnings(crit: str, table: pd.DataFrame, caught: dict, best: int) -> None:
     """Re-issue the selected fit's warnings; summarise the other candidates' in one."""
     stacklevel = external_stacklevel()
-    for w in caught[best]:
+    for w in caught.get(best, []):
         warnings.warn(str(w.message), w.category, stacklevel=stacklevel)
     others = table.drop(index=best)
-    unconverged = [int(k) for k in others.index[~others["converged"].to_numpy(bool)]]
-    heywood = [int(k) for k in others.index[others["heywood"].to_numpy() > 0]]
-    if not unconverged and not heywood:
+    excluded = [int(k) for k in others.index[others["excluded"] != ""]]
+    heywood = [int(k) for k in others.index[(others["heywood"].fillna(0) > 0)
+                                            & (others["excluded"] == "")]]
+    if not excluded and not heywood:
         return
     parts = []
-    if unconverged:
-        parts.append(f"rank(s) {unconverged} did not converge (their {crit.upper()} may be "
-                     "too high: increase maxiter)")
+    if excluded:
+        fitted = [k for k in excluded if not pd.isna(table.loc[k, "converged"])]
+        unconverged = [k for k in fitted if not table.loc[k, "converged"]]
+        parts.append(f"rank(s) {excluded} were excluded (" + "; ".join(
+            f"{k}: {table.loc[k, 'excluded'].split(' (')[0].split(':')[0]}"
+            for k in excluded) + ")")
     if heywood:
         parts.append(f"rank(s) {heywood} had Heywood cases")
+    category = HeywoodWarning
+    if excluded and unconverged:
+        category = ConvergenceWarning
+    elif excluded:
+        category = RankSelectionWarning
     warnings.warn(
         f"rank selection by {crit.upper()} chose rank {best}; among the other candidates "
         f"{' and '.join(parts)}; see results.rank_selection",
-        ConvergenceWarning if unconverged else HeywoodWarning,
+        category,
         stacklevel=stacklevel,
     )

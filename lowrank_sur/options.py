@@ -127,13 +127,24 @@ class FitOptions:
     seed : int
         Seed of the random starts (the fit is deterministic given it).
     use_t : bool
-        Use t and F reference distributions (Stata's ``small``) instead of the normal and
-        chi-squared ones.
+        Inference with t and F reference distributions (statsmodels' ``use_t``)
+        instead of the normal and chi2: ``t(N - max_j p_j)`` for every coefficient
+        and ``F(q, N - max_j p_j)`` for ``wald_test``, ``N - max_j p_j`` being the
+        residual degrees of freedom of the equation with the most regressors (with
+        equal p it is each equation's own ``N - p``). ``results.df_resid`` is then
+        that number.
     debiased : bool
-        Degrees-of-freedom correction of Sigma-hat. For ``method="fgls"`` at
-        ``rank="full"``: ``Sigma_ij = r_i'r_j / sqrt((N - p_i)(N - p_j))`` (Stata's
-        ``dfk``, systemfit's ``"geomean"``, linearmodels' ``debiased``); the same as
-        ``sigma_df="geomean"``.
+        Small-sample scaling of the error covariance used for the coefficient
+        covariance, Stata's ``dfk`` (linearmodels' ``debiased``): ``Sigma_ij`` times
+        ``N / sqrt((N - p_i)(N - p_j))``; for ``Sigma = F F' + diag(D)`` its
+        analogue, loadings ``f_j sqrt(N / (N - p_j))`` and ``D_j N / (N - p_j - k)``
+        (D is what is left after the regressors and the k factors;
+        :mod:`lowrank_sur.coefcov.smallsample`), still low-rank. The coefficients
+        (the MLE) and ``results.error_cov`` are unchanged. For ``method="fgls"`` at
+        ``rank="full"`` the divisor is part of the estimator instead: Sigma-hat is
+        ``r_i'r_j / sqrt((N - p_i)(N - p_j))`` in the GLS step and in the coefficient
+        covariance (Stata's ``sureg, dfk``, systemfit's ``"geomean"``, linearmodels'
+        ``debiased``), the same as ``sigma_df="geomean"``.
     iterate : bool
         ``method="fgls"`` only: iterate the FGLS steps to convergence (Stata's ``isure``,
         linearmodels' ``iterate=True``); with ``sigma_df="nobs"`` this is the maximum

@@ -10,7 +10,7 @@ from statsmodels.base import wrapper as wrap
 from statsmodels.base.model import LikelihoodModelResults, LikelihoodResultsWrapper
 from statsmodels.iolib.summary import Summary
 
-from . import covtests, factor_report, plotting
+from . import factor_report, plotting
 from .coefcov import CoefCovEstimator, get_cov_type
 from .coefcov.registry import check_cov_kwds
 from .coefcov.stored import StoredCovariance
@@ -20,7 +20,9 @@ from .exceptions import DataRemovedError, data_removed_message
 from .fitters import FitRecord
 from .fullcov import coefficient_covariance
 from .hypotheses import RestrictionTests
+from .options import FitOptions
 from .selection import information_criteria, n_free_params
+from .structure_tests import CovStructureTests
 from .summary import build_summary, check_alpha
 
 try:  # statsmodels >= 0.15 made the module private
@@ -39,7 +41,8 @@ KEEP_COV_MAX_PARAMS = 500
 KEEP_COV_MAX_BYTES = 256 * 2**20
 
 
-class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResults):
+class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
+                        LikelihoodModelResults):
     """Results of :meth:`LowRankSUR.fit <lowrank_sur.LowRankSUR.fit>`.
 
     The coefficient covariance comes from the estimator registered for ``cov_type``
@@ -47,7 +50,8 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
     ``(X'(Sigma^{-1} kron I) X)^{-1}`` (the information matrix is block diagonal
     between coefficients and the covariance parameters), computed without any
     P x P, K x K or NK x NK array; p-values and intervals use the normal
-    distribution (``use_t = False``).
+    distribution unless the fit asked for ``use_t=True`` (t and F with
+    ``df_resid_inference = N - max_j p_j`` degrees of freedom).
 
     Attributes
     ----------
@@ -55,7 +59,7 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         Coefficients labelled ``"{equation}_{column}"`` and their inference.
     llf, nll, nll_per_obs, aic, bic : float
         Log-likelihood, its negative, negative per observation, and criteria with
-        ``P + K k - k (k - 1) / 2 + K`` free parameters.
+        ``P + min(K k - k (k - 1) / 2 + K, K (K + 1) / 2)`` free parameters.
     nobs, k_eqs, rank, df_model, df_resid : int
         Observations per equation, equations, factors, ``P`` minus constants,
         ``N K - P``.
@@ -70,12 +74,18 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         distinct proper maxima among them.
     cov_type, cov_kwds : str, dict
         The coefficient-covariance estimator and its options.
+    use_t, debiased : bool
+        The small-sample options of the fit (see :class:`~lowrank_sur.options.FitOptions`).
+    df_resid_inference : int
+        With ``use_t``: the degrees of freedom of the t and F references,
+        ``N - max_j p_j``.
     rank_selection : DataFrame or None
         The information-criterion table when ``rank="aic"`` or ``"bic"``.
     """
 
     def __init__(self, model, record: FitRecord, coef_cov: CoefCovEstimator,
-                 cov_kwds: dict | None = None, rank_selection: pd.DataFrame | None = None):
+                 cov_kwds: dict | None = None, rank_selection: pd.DataFrame | None = None,
+                 fit_options: FitOptions | None = None):
         params = np.concatenate(record.coefs) if record.coefs else np.zeros(0)
         super().__init__(model, params, normalized_cov_params=None, scale=1.0)
         # arrays with N rows, wiped by remove_data() (statsmodels' convention)
@@ -97,9 +107,14 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         self.n_maxima = record.n_maxima
         self.starts = pd.DataFrame(record.starts) if record.starts else None
         self.rank_selection = rank_selection
+        self._fit_options = fit_options if fit_options is not None else FitOptions()
         self.error_cov = record.cov
         self._coef_cov = coef_cov
-        self.use_t = False
+        self.use_t = bool(self._fit_options.use_t)
+        self.debiased = bool(self._fit_options.debiased)
+        if self.use_t:
+            # t and F references: the residual df of the equation with most regressors
+            self.df_resid_inference = int(model.nobs - np.max(model.design.p))
         self.cov_type = coef_cov.name
         self.cov_kwds = dict(cov_kwds or {})
 
@@ -129,7 +144,10 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
 
     @property
     def df_ic(self) -> int:
-        """Free parameters counted by AIC/BIC: ``P + K k - k (k - 1) / 2 + K - q``."""
+        """Free parameters counted by AIC/BIC, less one per restriction imposed.
+
+        :func:`~lowrank_sur.selection.n_free_params` (capped at the saturated count).
+        """
         q = 0 if self._record.constraints is None else self._record.constraints[0].shape[0]
         return n_free_params(self.model.k_params, self.k_eqs, self._cov_rank) - q
 
@@ -237,7 +255,7 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         return LowRankSURResultsWrapper(new)
 
     def conf_int(self, alpha: float = 0.05):
-        """Confidence intervals ``params -/+ z_{1 - alpha/2} bse`` (normal distribution).
+        """Confidence intervals ``params -/+ z_{1 - alpha/2} bse`` (t quantiles with ``use_t``).
 
         Parameters
         ----------
@@ -355,74 +373,6 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         """
         return factor_report.factor_table(self.factor_loadings, self.error_cov.D)
 
-    # -------------------------------------------------- covariance tests
-    @property
-    def _llf_diagonal(self) -> float:
-        def compute():
-            self._require_data("lr_test_diagonal")
-            return covtests.diagonal_llf(self.model.design, self.model._Y)
-
-        return self._kept("llf_diagonal", compute)
-
-    @property
-    def _breusch_pagan(self) -> covtests.CovStructureTest:
-        def compute():
-            self._require_data("breusch_pagan")
-            return covtests.breusch_pagan(self.model.design, self.model._Y)
-
-        return self._kept("breusch_pagan", compute)
-
-    def lr_test_diagonal(self) -> covtests.CovStructureTest:
-        """LR test of this rank against a diagonal Sigma (rank 0)."""
-        return covtests.lr_test_diagonal(self.llf, self._llf_diagonal, self.k_eqs,
-                                         self._cov_rank)
-
-    def compare_lr_test(self, other) -> covtests.CovStructureTest:
-        """LR test between this fit and another of a different rank on the same model.
-
-        Parameters
-        ----------
-        other : LowRankSURResults
-            A fit of the same equations and data with a different rank.
-        """
-        other = getattr(other, "_results", other)
-        if not isinstance(other, LowRankSURResults):
-            raise TypeError(
-                f"other must be a LowRankSUR results instance, got {type(other).__name__}"
-            )
-        same = (
-            other.nobs == self.nobs
-            and other.k_eqs == self.k_eqs
-            and list(other.model.param_names) == list(self.model.param_names)
-            and other.model._data_key == self.model._data_key
-        )
-        if not same:
-            raise ValueError(
-                "compare_lr_test needs two fits of the same equations and data (other has "
-                "different coefficients, equations or responses)"
-            )
-        if other.rank == self.rank:
-            raise ValueError(
-                f"both fits have rank {self.rank}; nothing to test: fit the other with a "
-                "different rank"
-            )
-        small, big = (self, other) if self.rank < other.rank else (other, self)
-        return covtests.lr_test_nested(small.llf, small._cov_rank, big.llf, big._cov_rank,
-                                       self.k_eqs)
-
-    def lr_test_unrestricted(self) -> covtests.CovStructureTest:
-        """Bartlett-corrected LR test against an unrestricted Sigma (iterated SUR; K < N)."""
-        self._require_data("lr_test_unrestricted")
-        if self._cov_rank is None:
-            raise ValueError("this fit has an unrestricted Sigma already (rank='full')")
-        llf_u, _ = covtests.unrestricted_llf(self.model.design, self.model._Y)
-        return covtests.lr_test_unrestricted(self.llf, llf_u, self.nobs, self.k_eqs,
-                                             self._cov_rank)
-
-    def breusch_pagan(self) -> covtests.CovStructureTest:
-        """Breusch-Pagan LM test of a diagonal Sigma on the OLS residuals."""
-        return copy.deepcopy(self._breusch_pagan)
-
     def remove_data(self) -> None:
         """Drop every array with N rows from the results and the model.
 
@@ -430,7 +380,7 @@ class LowRankSURResults(EquationResults, RestrictionTests, LikelihoodModelResult
         ``KEEP_COV_MAX_PARAMS`` coefficients) the full coefficient covariance are
         computed first and kept, so ``params``, ``bse``, ``conf_int()``,
         ``factor_summary()``, ``summary()``, ``lr_test_diagonal()``,
-        ``breusch_pagan()``, ``compare_lr_test()``, ``predict(new data)`` and (small
+        ``breusch_pagan()``, ``compare_lr_test(method="chi2")``, ``predict(new data)`` and (small
         P) ``t_test``, ``wald_test`` and ``cov_params()`` keep working. Whatever needs
         the data (residuals, fitted values, ``loglike``, refitting) raises
         :class:`~lowrank_sur.exceptions.DataRemovedError` afterwards. What is dropped

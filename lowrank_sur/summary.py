@@ -132,6 +132,16 @@ def _notes(res, shown, labels) -> list[str]:
         notes.append("Restrictions imposed in estimation: "
                      + "; ".join(describe_constraints(R, q, list(res.model.param_names))) + ".")
     notes.append(res._coef_cov.note)
+    if not res.use_t:
+        notes.append("p-values and intervals use the normal distribution (use_t=False).")
+    else:
+        notes.append(f"use_t=True: p-values and intervals use t({res.df_resid_inference}) "
+                     "(N minus the largest number of regressors in an equation), Wald "
+                     "tests F.")
+    if getattr(res, "debiased", False):
+        notes.append("debiased=True: the coefficient covariance uses Sigma scaled as "
+                     "Stata's dfk, Sigma_ij N / sqrt((N - p_i)(N - p_j)), with D scaled by "
+                     "N / (N - p_j - k).")
     return notes
 
 
@@ -189,6 +199,27 @@ def factor_table(res, shown) -> SimpleTable:
     return SimpleTable(data, headers=cols, stubs=stubs, title=title)
 
 
+def _short_reason(reason: str) -> str:
+    return reason.split(" (")[0].split(":")[0]
+
+
+def rank_selection_table(res) -> SimpleTable | None:
+    """The candidate ranks of ``rank="aic"/"bic"/...``: criterion and why any was excluded."""
+    table = res.rank_selection
+    if table is None:
+        return None
+    crit = table.attrs.get("criterion", "bic")
+    cols = ["llf", "df", crit]
+    data, stubs = [], []
+    for k, row in table.iterrows():
+        status = ("selected" if row["selected"] else
+                  f"excluded: {_short_reason(row['excluded'])}" if row["excluded"] else "")
+        data.append([("" if np.isnan(row[c]) else f"{row[c]:#.6g}") for c in cols] + [status])
+        stubs.append(str(k))
+    return SimpleTable(data, headers=cols + ["status"], stubs=stubs,
+                       title=f"Rank selection by {crit.upper()} (results.rank_selection)")
+
+
 def build_summary(res, alpha: float = 0.05, max_equations: int = 20,
                   equations=None) -> Summary:
     """The summary of a :class:`~lowrank_sur.results.LowRankSURResults` (see its method)."""
@@ -219,5 +250,8 @@ def build_summary(res, alpha: float = 0.05, max_equations: int = 20,
         smry.tables.append(tab)
     if not _full(res):
         smry.tables.append(factor_table(res, shown))
+    selection = rank_selection_table(res)
+    if selection is not None:
+        smry.tables.append(selection)
     smry.add_extra_txt(_notes(res, shown, labels))
     return smry

@@ -147,3 +147,34 @@ def test_dask_scaling_quick(tmp_path):
         assert len(r["peak_rss_gb"]) == 2 and all(v > 0 for v in r["peak_rss_gb"].values())
         assert r["bytes_between_workers"] >= 0
     assert "| 160 |" in proc.stdout
+
+
+def test_calibration_quick(tmp_path):
+    """benchmarks/calibration.py --preset quick writes its JSON, markdown and plot."""
+    script = SCRIPT.parent / "calibration.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--preset", "quick", "--output-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = json.loads((tmp_path / "calibration.json").read_text())
+    (design,) = payload["designs"]
+    assert (design["nobs"], design["k_eqs"], design["rank"]) == (40, 5, 1)
+    names = set(design["options"])
+    assert {"default", "debiased", "debiased+use_t", "bootstrap+use_t",
+            "linearmodels-igls"} <= names  # linearmodels runs: K < N
+    for o in design["options"].values():
+        assert o["reps"] == 2 and 0.0 <= o["coverage"] <= 1.0
+        assert o["wald_size"] in (0.0, 0.5, 1.0)
+    assert design["lr_reps"] == 1 and design["lr_boot_size"] in (0.0, 1.0)
+    assert design["selection_reps"] == 2
+    assert set(design["selection"]) == {"aic", "bic", "ic_p1", "ic_p2", "er"}
+    text = (tmp_path / "calibration.md").read_text()
+    assert "Coverage of nominal 95% intervals" in text and "| 40 | 5 | 1 | default | 2 |" in text
+    assert (tmp_path / "coverage.png").stat().st_size > 0
+    rendered = subprocess.run(
+        [sys.executable, str(script), "--render", str(tmp_path / "calibration.json")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert "| 40 | 5 | 1 | default | 2 |" in rendered.stdout and "Runs:" in rendered.stdout

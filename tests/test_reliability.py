@@ -37,6 +37,7 @@ from lowrank_sur import (
     simulate_sur,
 )
 from lowrank_sur.datasets import grunfeld_formulas, grunfeld_wide
+from lowrank_sur.exceptions import RankSelectionWarning
 from lowrank_sur.fitters import fit_design
 
 
@@ -278,7 +279,7 @@ def removed(df):
     before = {
         "t": res.t_test("e0_z = 0").effect, "wald": res.wald_test("e0_z = 0, e1_z = 0").statistic,
         "cov": res.cov_params(), "ci": res.conf_int(), "diag": res.lr_test_diagonal().stat,
-        "bp": res.breusch_pagan().stat, "cmp": res.compare_lr_test(other).stat,
+        "bp": res.breusch_pagan().stat, "cmp": res.compare_lr_test(other, method="chi2").stat,
         "pred": res.predict(df.iloc[:4]), "fs": res.factor_summary(),
     }
     res.remove_data()
@@ -312,7 +313,7 @@ def test_after_remove_data_what_was_kept_still_works(removed, df):
         pd.testing.assert_frame_equal(r.conf_int(), before["ci"])
         assert r.lr_test_diagonal().stat == before["diag"]
         assert r.breusch_pagan().stat == before["bp"]
-        assert r.compare_lr_test(other).stat == before["cmp"]
+        assert r.compare_lr_test(other, method="chi2").stat == before["cmp"]
         pd.testing.assert_frame_equal(r.predict(df.iloc[:4]), before["pred"])
         pd.testing.assert_frame_equal(r.factor_summary(), before["fs"])
         assert "Equation: e0" in r.summary().as_text()
@@ -809,12 +810,16 @@ def test_rank_selection_summarises_the_candidates_warnings(grunfeld):
     with warnings.catch_warnings(record=True) as got:
         warnings.simplefilter("always")
         res = LowRankSUR(F, wide).fit(rank="bic")
-    assert res.rank == 2 and list(res.rank_selection["heywood"]) == [0, 1, 0, 0, 0]
+    # ranks 3 and 4 (past the Ledermann bound for K = 5) are listed but not fitted
+    assert res.rank == 2 and list(res.rank_selection["heywood"][:3]) == [0, 1, 0]
+    assert res.rank_selection["heywood"][3:].isna().all()
     messages = [str(w.message) for w in got]
     assert len(got) == 1, messages  # the chosen fit has none; the others: one summary
-    assert got[0].category is HeywoodWarning
+    assert got[0].category is RankSelectionWarning
     assert messages[0].startswith("rank selection by BIC chose rank 2; among the other "
-                                  "candidates rank(s) [1] had Heywood cases")
+                                  "candidates rank(s) [3, 4] were excluded (3: past the "
+                                  "Ledermann bound; 4: past the Ledermann bound) and "
+                                  "rank(s) [1] had Heywood cases")
 
 
 def test_heywood_message_lists_equations_readably():
@@ -974,7 +979,7 @@ def test_pickle_round_trip_and_mutation_change_nothing(k, n, seed, picks):
             "t": np.ravel(r.t_test(f"{name} = 0").tvalue),
             "wald": float(r.wald_test(f"{name} = 0, {r.model.param_names[0]} = 0").statistic),
             "diag": r.lr_test_diagonal().stat, "bp": r.breusch_pagan().stat,
-            "cmp": r.compare_lr_test(o).stat, "ci": r.conf_int().to_numpy(),
+            "cmp": r.compare_lr_test(o, method="chi2").stat, "ci": r.conf_int().to_numpy(),
             "ci90": r.conf_int(0.1).to_numpy(), "unres": unres,
         }
 

@@ -43,8 +43,7 @@ class NonrobustCovariance(CoefCovEstimator):
         The fit; its error covariance (a ``LowRankCovariance``) is used.
     """
 
-    note = ("Standard errors are GLS standard errors at the MLE of Sigma; "
-            "p-values use the normal distribution.")
+    note = "Standard errors are GLS standard errors at the MLE of Sigma."
 
     def __init__(self, design: SURDesign, Y=None, record=None) -> None:
         self.design = design
