@@ -24,7 +24,7 @@ constant, loadings N(0, 1), D ~ U(0.5, 1.5); replication r uses seed
     finds the true k.
 
 Options: ``default`` (GLS covariance at the MLE, normal reference), ``debiased``
-(Stata's dfk), ``debiased+use_t`` (dfk and t(N - p)), ``bootstrap+use_t``
+(Stata's dfk), ``debiased+use_t`` (dfk and t(N - p), ``t_df="equation"``), ``bootstrap+use_t``
 (``cov_type="bootstrap"``, parametric bootstrap covariance, with t(N - p)), and
 every fit with one start (``n_starts=1``); beside them
 linearmodels' iterated GLS (``SUR(...).fit(method="gls", iterate=True,
@@ -63,8 +63,8 @@ from lowrank_sur.selection import choose_rank  # noqa: E402
 OPTIONS = {
     "default": {},
     "debiased": {"debiased": True},
-    "debiased+use_t": {"debiased": True, "use_t": True},
-    "bootstrap+use_t": {"cov_type": "bootstrap", "use_t": True},
+    "debiased+use_t": {"debiased": True, "use_t": True, "t_df": "equation"},
+    "bootstrap+use_t": {"cov_type": "bootstrap", "use_t": True, "t_df": "equation"},
 }
 
 CRITERIA = ("aic", "bic", "ic_p1", "ic_p2", "er")

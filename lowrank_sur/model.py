@@ -352,11 +352,11 @@ class LowRankSUR(LikelihoodModel):
             equation j's OLS residual variance), ``accelerate`` (EM only: SQUAREM),
             ``disp`` (print one line per iteration), ``callback``, the
             small-sample options ``use_t`` (t and F references with
-            ``N - max_j p_j`` degrees of freedom, ``results.df_resid_inference``;
-            Stata's ``small``) and ``debiased`` (Stata's ``dfk``: the scaling of Sigma
-            in the coefficient covariance; for ``method="fgls"`` at ``rank="full"`` the
-            divisor of Sigma-hat itself), for ``"fgls"`` ``iterate`` and ``sigma_df``
-            (the divisor of Sigma-hat);
+            ``results.df_resid_inference`` degrees of freedom: ``N K - P``, Stata's
+            ``small``, or ``N - max_j p_j`` with ``t_df="equation"``) and ``debiased``
+            (Stata's ``dfk``: the scaling of Sigma in the coefficient covariance; for
+            ``method="fgls"`` at ``rank="full"`` the divisor of Sigma-hat itself), for
+            ``"fgls"`` ``iterate`` and ``sigma_df`` (the divisor of Sigma-hat);
             ``constraints``: linear restrictions imposed in estimation, as strings in
             the parameter names (``"gm_value_gm = ge_value_ge, ch_value_ch = 0"``) or
             a pair ``(R, q)``, for every fitter and rank (the coefficient covariance is

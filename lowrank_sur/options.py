@@ -57,6 +57,10 @@ def check_rank(rank, k_eqs: int, nobs: int) -> int:
 SIGMA_DF = ("nobs", "geomean", "theil")
 
 
+#: Degrees of freedom of the t and F references with ``use_t=True``.
+T_DF = ("system", "equation")
+
+
 def _check_sigma_df(value, debiased: bool) -> str | None:
     if value is None:
         return None
@@ -161,6 +165,14 @@ class FitOptions:
         <lowrank_sur.LowRankSUR.fit>` also takes them as a string of equations in the
         parameter names (:mod:`lowrank_sur.constraints`).
 
+    t_df : {"system", "equation"}
+        With ``use_t=True``, the degrees of freedom of the t and F references:
+        ``"system"`` (default) ``N K - P``, the system's residual degrees of freedom
+        (``results.df_resid``; what Stata's ``sureg, small`` and statsmodels' ``use_t``
+        use), or ``"equation"`` ``N - max_j p_j``, the residual degrees of freedom of
+        the equation with the most regressors, the small-sample choice when K is large
+        relative to N (``docs/calibration.md``).
+
     References
     ----------
     Theil, H. (1971). *Principles of Econometrics*. Wiley, New York (the ``"theil"``
@@ -186,6 +198,7 @@ class FitOptions:
     iterate: bool = False
     sigma_df: str | None = None
     constraints: tuple | None = None
+    t_df: str = "system"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -211,6 +224,8 @@ class FitOptions:
                 )
         if self.constraints is not None:
             set_(self, "constraints", check_constraint_arrays(self.constraints))
+        if self.t_df not in T_DF:
+            raise ValueError(f"t_df must be one of {T_DF}, got {self.t_df!r}")
 
     @classmethod
     def from_kwargs(cls, options: FitOptions | None = None, **kwargs) -> FitOptions:

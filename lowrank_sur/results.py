@@ -51,7 +51,8 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
     between coefficients and the covariance parameters), computed without any
     P x P, K x K or NK x NK array; p-values and intervals use the normal
     distribution unless the fit asked for ``use_t=True`` (t and F with
-    ``df_resid_inference = N - max_j p_j`` degrees of freedom).
+    ``df_resid_inference`` degrees of freedom: ``N K - P`` by default, Stata's and
+    statsmodels' convention, or ``N - max_j p_j`` with ``t_df="equation"``).
 
     Attributes
     ----------
@@ -78,7 +79,7 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         The small-sample options of the fit (see :class:`~lowrank_sur.options.FitOptions`).
     df_resid_inference : int
         With ``use_t``: the degrees of freedom of the t and F references,
-        ``N - max_j p_j``.
+        ``df_resid = N K - P`` or, with ``t_df="equation"``, ``N - max_j p_j``.
     rank_selection : DataFrame or None
         The information-criterion table when ``rank="aic"`` or ``"bic"``.
     """
@@ -113,8 +114,11 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         self.use_t = bool(self._fit_options.use_t)
         self.debiased = bool(self._fit_options.debiased)
         if self.use_t:
-            # t and F references: the residual df of the equation with most regressors
-            self.df_resid_inference = int(model.nobs - np.max(model.design.p))
+            # t and F references: the system's residual df (Stata's small), or that of
+            # the equation with the most regressors
+            self.df_resid_inference = (
+                int(model.nobs - np.max(model.design.p))
+                if self._fit_options.t_df == "equation" else int(model.df_resid))
         self.cov_type = coef_cov.name
         self.cov_kwds = dict(cov_kwds or {})
 

@@ -225,10 +225,15 @@ def test_full_rank_results_survive_remove_data_and_pickle(grunfeld, tmp_path):
     back = pickle.loads(path.read_bytes())
     pd.testing.assert_series_equal(back.params, res.params)
     pd.testing.assert_frame_equal(back.sigma, res.sigma)
-    # LR tests count an unrestricted Sigma's K (K + 1) / 2 parameters
-    assert res.lr_test_diagonal().df == 10
+    # a two-step estimate is not a maximum: no LR test; the iterated (ML) one counts an
+    # unrestricted Sigma's K (K + 1) / 2 parameters
+    assert not res.lr_test_diagonal().is_valid
+    assert "not maxima of the likelihood" in res.lr_test_diagonal().reason
     ml = model.fit(rank="full", method="fgls", iterate=True)
-    assert ml.compare_lr_test(model.fit(rank=2)).df == 15 - (10 - 1 + 5)
+    assert ml.lr_test_diagonal().df == 10
+    assert ml.compare_lr_test(model.fit(rank=2), method="chi2").df == 15 - (10 - 1 + 5)
+    with pytest.raises(NotImplementedError, match="method=.chi2."):
+        ml.compare_lr_test(model.fit(rank=2))
     with pytest.raises(ValueError, match="unrestricted Sigma already"):
         ml.lr_test_unrestricted()
     bse, r2 = res.bse.copy(), res.rsquared.copy()

@@ -302,7 +302,7 @@ def test_debiased_is_statas_dfk_by_dense_brute_force(uneven):
 @pytest.mark.filterwarnings("ignore::lowrank_sur.HeywoodWarning")
 def test_use_t_gives_t_and_f_references(uneven):
     model, _ = uneven
-    res = model.fit(rank=1, use_t=True)
+    res = model.fit(rank=1, use_t=True, t_df="equation")
     assert res.use_t and res.df_resid_inference == 25 - 4
     t = np.asarray(res.params / res.bse)
     np.testing.assert_allclose(res.pvalues, 2 * stats.t.sf(np.abs(t), 21), rtol=1e-10)
@@ -314,6 +314,10 @@ def test_use_t_gives_t_and_f_references(uneven):
     assert w.df_denom == 21 and w.df_num == 2
     assert "t(21)" in res.summary().as_text()
     assert not model.fit(rank=1).use_t
+    system = model.fit(rank=1, use_t=True)  # default: the system's N K - P (Stata's small)
+    assert system.df_resid_inference == system.df_resid == model.nobs * model.k_eqs - len(names)
+    with pytest.raises(ValueError, match="t_df must be one of"):
+        model.fit(rank=1, use_t=True, t_df="eq")
 
 
 def test_bootstrap_covariance_matches_gls_when_sigma_is_well_estimated():
