@@ -234,8 +234,7 @@ def test_full_rank_results_survive_remove_data_and_pickle(grunfeld, tmp_path):
     assert ml.compare_lr_test(model.fit(rank=2), method="chi2").df == 15 - (10 - 1 + 5)
     with pytest.raises(NotImplementedError, match="method=.chi2."):
         ml.compare_lr_test(model.fit(rank=2))
-    with pytest.raises(ValueError, match="unrestricted Sigma already"):
-        ml.lr_test_unrestricted()
+    assert "unrestricted Sigma already" in ml.lr_test_unrestricted().reason
     bse, r2 = res.bse.copy(), res.rsquared.copy()
     res.remove_data()
     pd.testing.assert_series_equal(res.bse, bse)
