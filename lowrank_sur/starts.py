@@ -40,7 +40,12 @@ def _top_singular_pairs(Rs: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarr
 
 @single_threaded
 def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Principal-component start: F from the top-k singular pairs of ``R / sqrt(N)``.
+    """Principal-component start: F from the top-k singular pairs of the standardized residuals.
+
+    The principal components of the correlation matrix of ``R``: the singular pairs of
+    ``R_j / (sqrt(N) sd_j)``, with the loadings put back on each equation's scale. The
+    start is equivariant to the units of each response (scaling response j by c scales
+    ``F_j`` by c and ``D_j`` by c squared), as the likelihood is.
 
     Parameters
     ----------
@@ -62,7 +67,10 @@ def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarra
     var = np.einsum("ij,ij->j", R, R) / n
     if rank == 0:
         return np.zeros((K, 0)), np.maximum(var, floor)
-    Rs = R / np.sqrt(n)
+    # on each response's own scale, so that the start (and so the maximum the fit
+    # reaches) does not depend on the units of one response
+    sd = np.sqrt(np.where(var > 0, var, 1.0))
+    Rs = R / (np.sqrt(n) * sd)
     m = min(n, K)
     if m > GRAM_MAX and rank < m - 1:
         v0 = np.ones(m) / np.sqrt(m)
@@ -71,7 +79,7 @@ def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarra
         s, vt = s[order], vt[order]
     else:
         s, vt = _top_singular_pairs(Rs, rank)
-    F = vt.T * s
+    F = (vt.T * s) * sd[:, None]
     D = np.maximum(np.maximum(var - np.einsum("ij,ij->i", F, F), var / 20.0), floor)
     # shrink the loadings so that the start's diagonal matches the sample variances
     h = np.einsum("ij,ij->i", F, F)
