@@ -93,7 +93,7 @@ class FitOptions:
 
     method: str = "als"
     tol: float = 1e-10
-    ptol: float = 1e-6
+    ptol: float = 1e-7
     maxiter: int = 1000
     d_floor: float = 1e-6
     accelerate: bool = True
@@ -134,7 +134,7 @@ class FitOptions:
     @property
     def cg_rtol(self) -> float:
         """Relative residual tolerance of the conjugate-gradient beta step."""
-        return min(1e-8, 1e-2 * float(np.sqrt(self.tol)))
+        return min(1e-10, 1e-2 * float(np.sqrt(self.tol)))
 
     def factor_options(self, em_cycles: int = EM_CYCLES) -> FactorOptions:
         """Options of the factor step inside a sweep (tighter than the sweep's own)."""

@@ -8,7 +8,7 @@ from scipy.sparse.linalg import svds
 
 from .threads import single_threaded
 
-__all__ = ["start_values", "GRAM_MAX"]
+__all__ = ["start_values", "heywood_start", "GRAM_MAX"]
 
 #: Largest ``min(N, K)`` for which the top singular pairs come from the eigen-decomposition
 #: of the smaller Gram matrix (``min(N, K)`` squared, at most 0.7 MB); above it, ARPACK.
@@ -85,3 +85,57 @@ def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarra
     h = np.einsum("ij,ij->i", F, F)
     scale = np.sqrt(np.clip((var - D) / np.where(h > 0, h, 1.0), 0.0, 1.0))
     return F * scale[:, None], D
+
+
+@single_threaded
+def heywood_start(R: np.ndarray, rank: int, floor: np.ndarray,
+                  at_floor) -> tuple[np.ndarray, np.ndarray]:
+    """A start with the equations ``at_floor`` on the floor (a Heywood start).
+
+    At a Heywood point the factors span the residuals of the equations on the floor.
+    The start takes those residuals (whitened) as the first ``len(at_floor)`` factors,
+    and the principal components (:func:`start_values`) of what they leave in the
+    other equations as the rest.
+
+    Parameters
+    ----------
+    R : ndarray, shape (N, K)
+        Residuals.
+    rank : int
+        Number of factors k.
+    floor : ndarray, shape (K,)
+        Lower bounds for D.
+    at_floor : sequence of int
+        At most ``rank`` equations to put on the floor.
+
+    Returns
+    -------
+    F : ndarray, shape (K, k)
+    D : ndarray, shape (K,)
+        ``D_j`` is the floor for the equations ``at_floor``.
+    """
+    n, K = R.shape
+    S = np.asarray(sorted(at_floor), dtype=int)
+    if not 0 < S.size <= rank:
+        raise ValueError(f"at_floor must hold 1 to rank={rank} equations, got {S.size}")
+    var = np.einsum("ij,ij->j", R, R) / n
+    sd = np.sqrt(np.where(var > 0, var, 1.0))
+    Rs = R / sd  # each equation on its own scale
+    # whitened residuals of S: orthonormal (Z'Z / n = I) scores spanning them
+    Q, _ = np.linalg.qr(Rs[:, S])
+    Z = Q * np.sqrt(n)
+    F1 = Rs.T @ Z / n
+    rest = np.setdiff1d(np.arange(K), S)
+    F = np.zeros((K, rank))
+    F[:, : S.size] = F1
+    if rank > S.size and rest.size:
+        E = Rs[:, rest] - Z @ F1[rest].T
+        F2, _ = start_values(E, rank - S.size, np.zeros(rest.size))
+        F[rest, S.size:] = F2
+    F *= sd[:, None]
+    h = np.einsum("ij,ij->i", F, F)
+    D = np.maximum(np.maximum(var - h, var / 20.0), floor)
+    scale = np.sqrt(np.clip((var - D) / np.where(h > 0, h, 1.0), 0.0, 1.0))
+    F[rest] *= scale[rest, None]
+    D[S] = floor[S]
+    return F, D

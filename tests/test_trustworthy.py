@@ -206,7 +206,10 @@ def test_estimates_do_not_depend_on_the_units_of_one_response(data, column, rank
         scaled.llf + N * np.log(c), base.llf)
     eq = next(e for e, f in formulas.items() if f.startswith(column + " "))
     factor = np.where(base.params.index.str.startswith(f"{eq}_"), c, 1.0)
-    np.testing.assert_allclose(scaled.params, base.params * factor, rtol=1e-6,
-                               atol=1e-8 * np.abs(base.params).max())
+    # in units of the standard errors: Munnell's 240 coefficients (N = 17) are flat to
+    # about 1e-4 standard errors at llf rounding level (EM at tol=1e-14 from two starts
+    # differs by as much); measured: Grunfeld 2.7e-9 to 3.8e-8, Munnell rank 2 5.7e-5
+    dist = np.max(np.abs(scaled.params / factor - base.params) / base.bse)
+    assert dist <= (1e-3 if data == "munnell" else 1e-5), dist
     j = list(formulas).index(eq)
-    np.testing.assert_allclose(scaled.error_cov.D[j], base.error_cov.D[j] * c * c, rtol=1e-5)
+    np.testing.assert_allclose(scaled.error_cov.D[j], base.error_cov.D[j] * c * c, rtol=1e-4)

@@ -17,9 +17,21 @@ degenerate point) or the system is tiny (:data:`AUTO_SMALL_CELLS`), from other s
     Seeded random loadings and variances (deterministic given ``seed``).
 
 Each extra start runs :data:`SHORT_ITERATIONS` iterations; the best
-:data:`N_POLISH` are continued to convergence. The chosen fit is the best proper
-maximum (not degenerate); a degenerate point wins only if every start ends on one.
-The warnings of the chosen fit are re-issued; those of the others are dropped.
+:data:`N_POLISH` are continued to convergence.
+
+Then, when the extra starts ran and the best fit so far has equations on the floor,
+a search over which equations are on the floor (``floor-...`` starts): with few
+observations the Heywood points attract every start, and the highest one often has
+another set of equations on the floor than the one the starts reach. Each
+neighbouring set (one equation swapped, added or released) becomes a start
+(:func:`~lowrank_sur.starts.heywood_start`: the residuals of the set as the first
+factors) from the best fit's coefficients; the best is polished, and the search
+moves there if it is higher (at most :data:`HEYWOOD_ROUNDS` moves, and
+:data:`HEYWOOD_MAX_STARTS` starts a round).
+
+The chosen fit is the best proper maximum (not degenerate); a degenerate point wins
+only if every start ends on one. The warnings of the chosen fit are re-issued; those
+of the others are dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ from ..bounded import is_degenerate
 from ..design import SURDesign
 from ..exceptions import MultipleMaximaWarning, external_stacklevel
 from ..options import FitOptions
+from ..starts import heywood_start
 from .common import Start
 from .record import FitRecord
 
@@ -54,6 +67,15 @@ AUTO_SMALL_CELLS = 300
 
 #: Relative llf difference beyond which two maxima count as distinct.
 DISTINCT_RTOL = 1e-8
+
+#: Moves of the search over the equations on the floor.
+HEYWOOD_ROUNDS = 3
+
+#: Starts per round of that search (sets beyond it are not tried).
+HEYWOOD_MAX_STARTS = 24
+
+#: Iterations of each start of that search before the best is polished.
+HEYWOOD_SHORT = 10
 
 
 def _run(fit, design, Y, rank, opts, start):
@@ -122,6 +144,52 @@ def _candidates(first: FitRecord, fit, design, Y, rank, opts, n_extra: int):
     rng = np.random.default_rng(opts.seed)
     for i in range(n_extra - made):
         yield _random(var, rank, rng, f"random-{i + 1}")
+
+
+def _neighbour_sets(heywood, k_eqs: int, rank: int) -> list[tuple[int, ...]]:
+    """The sets of equations one swap, addition or release away from ``heywood``."""
+    H = set(int(j) for j in heywood)
+    out = []
+    for i in sorted(H):
+        out += [tuple(sorted(H - {i} | {j})) for j in range(k_eqs) if j not in H]
+    if len(H) < rank:
+        out += [tuple(sorted(H | {j})) for j in range(k_eqs) if j not in H]
+    out += [tuple(sorted(H - {i})) for i in sorted(H) if len(H) > 1]
+    return list(dict.fromkeys(out))
+
+
+def _heywood_search(fit, design, Y, rank, quiet, runs: list) -> None:
+    """Move the set of equations on the floor while that finds a higher maximum.
+
+    Appends every run to ``runs``.
+    """
+    short = dataclasses.replace(quiet, maxiter=min(quiet.maxiter, HEYWOOD_SHORT))
+    tried: set = set()
+    best = runs[_best(runs)][0]
+    for _ in range(HEYWOOD_ROUNDS):
+        if best.heywood.size == 0:
+            return
+        tried.add(tuple(int(j) for j in best.heywood))
+        sets = [S for S in _neighbour_sets(best.heywood, design.k_eqs, rank)
+                if S not in tried][:HEYWOOD_MAX_STARTS]
+        if not sets:
+            return
+        tried.update(sets)
+        R = Y - design.fitted(best.whitened_coefs)
+        trial = []
+        for S in sets:
+            F, D = heywood_start(R, rank, best.d_floor, S)
+            label = "floor-" + ",".join(design.eq_names[j] for j in S)
+            start = Start(best.whitened_coefs, F, D, label)
+            trial.append((*_run(fit, design, Y, rank, short, start), label))
+        trial.sort(key=lambda r: (not r[0].degenerate, r[0].llf), reverse=True)
+        rec, _, label = trial[0]
+        top = _run(fit, design, Y, rank, quiet, Start(rec.whitened_coefs, rec.F, rec.D, label))
+        runs.extend([(*top, label)] + trial[1:])
+        new = top[0]
+        if new.degenerate or new.llf <= best.llf + DISTINCT_RTOL * max(1.0, abs(best.llf)):
+            return
+        best = new
 
 
 def _n_extra(first: FitRecord, opts: FitOptions, cells: int) -> int:
@@ -193,6 +261,7 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
             resumed = Start(rec.whitened_coefs, rec.F, rec.D, label)
             runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
         runs.extend(trial[N_POLISH:])
+        _heywood_search(fit, design, Y, rank, quiet, runs)
     best = _best(runs)
     rec, caught, label = runs[best]
     maxima = _count_maxima(runs)
