@@ -109,7 +109,11 @@ class FitOptions:
         most ``tol`` *and* the largest parameter change is at most ``ptol``.
     ptol : float
         Parameter-change tolerance: coefficients in units of each equation's error
-        standard deviation, and ``D_j``, ``||f_j||^2`` relative to ``Sigma_jj``.
+        standard deviation, and ``D_j``, ``||f_j||^2`` relative to ``Sigma_jj``; the
+        step is divided by one minus the observed convergence rate (a step of a slowly
+        converging fit is far from the fixed point). Default 1e-7: ALS then stops as
+        close to the maximum as EM and linearmodels' iterated GLS (Grunfeld, unrestricted
+        Sigma: 3e-8 standard errors).
     maxiter : int
         Maximum number of sweeps (ALS) or EM cycles; reaching it issues a
         :class:`~statsmodels.tools.sm_exceptions.ConvergenceWarning`.
@@ -124,10 +128,14 @@ class FitOptions:
         ``callback(iteration, llf)`` after every iteration.
     n_starts : int or "auto"
         Number of starting points (:mod:`lowrank_sur.fitters.multistart`). ``"auto"`` (default)
-        fits from the principal-component start and, only when that fit ends on the
-        floor of D, without converging, or on a degenerate point, tries more starts
-        (released Heywood equations, the rank k-1 solution plus a new factor, seeded
-        random ones), each run a short way and the best polished to convergence.
+        fits from the principal-component start and, when that fit ends on the
+        floor of D, without converging, or on a degenerate point, or the system is tiny
+        (N K <= 300), tries more starts (released Heywood equations, the rank k-1
+        solution plus a new factor, seeded random ones), each run a short way and the
+        best polished to convergence; with few observations per parameter
+        (N < 5 (max p_j + k)) it always adds two (the grown and one random start). On
+        tiny systems a search over which equations are on the floor follows; its starts
+        come on top of ``n_starts``.
     seed : int
         Seed of the random starts (the fit is deterministic given it).
     use_t : bool
@@ -185,7 +193,7 @@ class FitOptions:
 
     method: str = "als"
     tol: float = 1e-10
-    ptol: float = 1e-6
+    ptol: float = 1e-7
     maxiter: int = 1000
     d_floor: float = 1e-6
     accelerate: bool = True
@@ -250,7 +258,7 @@ class FitOptions:
     @property
     def cg_rtol(self) -> float:
         """Relative residual tolerance of the conjugate-gradient beta step."""
-        return min(1e-8, 1e-2 * float(np.sqrt(self.tol)))
+        return min(1e-10, 1e-2 * float(np.sqrt(self.tol)))
 
     def factor_options(self, em_cycles: int = EM_CYCLES) -> FactorOptions:
         """Options of the factor step inside a sweep (tighter than the sweep's own)."""

@@ -8,7 +8,7 @@ from scipy.sparse.linalg import svds
 
 from .threads import single_threaded
 
-__all__ = ["start_values", "pc_loadings", "GRAM_MAX"]
+__all__ = ["start_values", "heywood_start", "pc_loadings", "GRAM_MAX"]
 
 #: Largest ``min(N, K)`` for which the top singular pairs come from the eigen-decomposition
 #: of the smaller Gram matrix (``min(N, K)`` squared, at most 0.7 MB); above it, ARPACK.
@@ -40,7 +40,12 @@ def _top_singular_pairs(Rs: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarr
 
 @single_threaded
 def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Principal-component start: F from the top-k singular pairs of ``R / sqrt(N)``.
+    """Principal-component start: F from the top-k singular pairs of the standardized residuals.
+
+    The principal components of the correlation matrix of ``R``: the singular pairs of
+    ``R_j / (sqrt(N) sd_j)``, with the loadings put back on each equation's scale. The
+    start is equivariant to the units of each response (scaling response j by c scales
+    ``F_j`` by c and ``D_j`` by c squared), as the likelihood is.
 
     Parameters
     ----------
@@ -62,7 +67,10 @@ def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarra
     var = np.einsum("ij,ij->j", R, R) / n
     if rank == 0:
         return np.zeros((K, 0)), np.maximum(var, floor)
-    Rs = R / np.sqrt(n)
+    # on each response's own scale, so that the start (and so the maximum the fit
+    # reaches) does not depend on the units of one response
+    sd = np.sqrt(np.where(var > 0, var, 1.0))
+    Rs = R / (np.sqrt(n) * sd)
     m = min(n, K)
     if m > GRAM_MAX and rank < m - 1:
         v0 = np.ones(m) / np.sqrt(m)
@@ -71,12 +79,15 @@ def start_values(R: np.ndarray, rank: int, floor: np.ndarray) -> tuple[np.ndarra
         s, vt = s[order], vt[order]
     else:
         s, vt = _top_singular_pairs(Rs, rank)
-    return pc_loadings(s, vt, var, floor)
+    return pc_loadings(s, vt, var, floor, sd)
 
 
-def pc_loadings(s: np.ndarray, vt: np.ndarray, var: np.ndarray,
-                floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The start ``(F, D)`` of :func:`start_values` from the top singular pairs of ``R / sqrt(N)``.
+def pc_loadings(s: np.ndarray, vt: np.ndarray, var: np.ndarray, floor: np.ndarray,
+                sd: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The start ``(F, D)`` of :func:`start_values` from the top singular pairs.
+
+    The pairs are those of ``R_j / (sqrt(N) sd_j)`` (or of ``R / sqrt(N)`` when ``sd``
+    is None); the loadings are put back on each equation's scale.
 
     Parameters
     ----------
@@ -88,10 +99,68 @@ def pc_loadings(s: np.ndarray, vt: np.ndarray, var: np.ndarray,
         Mean squares of the residual columns.
     floor : ndarray, shape (K,)
         Lower bounds for D.
+    sd : ndarray, shape (K,), optional
+        The scales the residual columns were divided by.
     """
     F = vt.T * s
+    if sd is not None:
+        F = F * sd[:, None]
     D = np.maximum(np.maximum(var - np.einsum("ij,ij->i", F, F), var / 20.0), floor)
     # shrink the loadings so that the start's diagonal matches the sample variances
     h = np.einsum("ij,ij->i", F, F)
     scale = np.sqrt(np.clip((var - D) / np.where(h > 0, h, 1.0), 0.0, 1.0))
     return F * scale[:, None], D
+
+
+@single_threaded
+def heywood_start(R: np.ndarray, rank: int, floor: np.ndarray,
+                  at_floor) -> tuple[np.ndarray, np.ndarray]:
+    """A start with the equations ``at_floor`` on the floor (a Heywood start).
+
+    At a Heywood point the factors span the residuals of the equations on the floor.
+    The start takes those residuals (whitened) as the first ``len(at_floor)`` factors,
+    and the principal components (:func:`start_values`) of what they leave in the
+    other equations as the rest.
+
+    Parameters
+    ----------
+    R : ndarray, shape (N, K)
+        Residuals.
+    rank : int
+        Number of factors k.
+    floor : ndarray, shape (K,)
+        Lower bounds for D.
+    at_floor : sequence of int
+        At most ``rank`` equations to put on the floor.
+
+    Returns
+    -------
+    F : ndarray, shape (K, k)
+    D : ndarray, shape (K,)
+        ``D_j`` is the floor for the equations ``at_floor``.
+    """
+    n, K = R.shape
+    S = np.asarray(sorted(at_floor), dtype=int)
+    if not 0 < S.size <= rank:
+        raise ValueError(f"at_floor must hold 1 to rank={rank} equations, got {S.size}")
+    var = np.einsum("ij,ij->j", R, R) / n
+    sd = np.sqrt(np.where(var > 0, var, 1.0))
+    Rs = R / sd  # each equation on its own scale
+    # whitened residuals of S: orthonormal (Z'Z / n = I) scores spanning them
+    Q, _ = np.linalg.qr(Rs[:, S])
+    Z = Q * np.sqrt(n)
+    F1 = Rs.T @ Z / n
+    rest = np.setdiff1d(np.arange(K), S)
+    F = np.zeros((K, rank))
+    F[:, : S.size] = F1
+    if rank > S.size and rest.size:
+        E = Rs[:, rest] - Z @ F1[rest].T
+        F2, _ = start_values(E, rank - S.size, np.zeros(rest.size))
+        F[rest, S.size:] = F2
+    F *= sd[:, None]
+    h = np.einsum("ij,ij->i", F, F)
+    D = np.maximum(np.maximum(var - h, var / 20.0), floor)
+    scale = np.sqrt(np.clip((var - D) / np.where(h > 0, h, 1.0), 0.0, 1.0))
+    F[rest] *= scale[rest, None]
+    D[S] = floor[S]
+    return F, D

@@ -178,3 +178,31 @@ def test_calibration_quick(tmp_path):
     )
     assert rendered.returncode == 0, rendered.stderr
     assert "| 40 | 5 | 1 | default | 2 |" in rendered.stdout and "Runs:" in rendered.stdout
+
+
+def test_multistart_quick(tmp_path):
+    """benchmarks/multistart.py --quick: every configuration runs and extra starts never lose."""
+    script = SCRIPT.parent / "multistart.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    payload = json.loads((tmp_path / "multistart.json").read_text())
+    records = payload["records"]
+    cases = list(dict.fromkeys(r["case"] for r in records))
+    assert cases == ["strong K=100", "weak K=50", "Grunfeld rank 1"]
+    for case in cases:
+        rows = {str(r["n_starts"]): r for r in records if r["case"] == case}
+        assert set(rows) == {"1", "auto", "3"}, rows
+        one = rows["1"]["llf"]
+        for key in ("auto", "3"):
+            assert rows[key]["llf"] >= one - 1e-8 * abs(one), (case, key, rows)
+            assert rows[key]["starts"] >= 1 and rows[key]["sweeps_all"] >= rows[key]["sweeps"]
+        assert rows["3"]["starts"] >= 3
+    # strong factors: "auto" sees no trouble and runs the one start
+    assert records[1]["n_starts"] == "auto" and records[1]["starts"] == 1
+    table = (tmp_path / "multistart.md").read_text()
+    assert table.count("\n| strong K=100 |") == 3

@@ -305,6 +305,8 @@ def test_regular_large_problem_stays_cheap():
     """EM alone converges here: no profile stage, no more EM maps than before, lean memory.
 
     Measured before the profile stage: 7 sweeps, 33 factor-step maps, peak 1.80 x data.
+    With the tighter stopping rule (ptol 1e-7, CG rtol 1e-10; issue "Trustworthy maxima"):
+    9 sweeps, 31 maps.
     """
     sim = simulate_sur(300, 3000, 3, 4, seed=1)
     data_bytes = sum(X.nbytes for X in sim.Xs) + sim.Y.nbytes
@@ -317,6 +319,6 @@ def test_regular_large_problem_stays_cheap():
         tracemalloc.stop()
     elapsed = time.perf_counter() - t0
     assert rec.converged
-    assert rec.iterations <= 7
+    assert rec.iterations <= 9, rec.iterations
     assert rec.evaluations <= 33, rec.evaluations
     assert peak < 3.0 * data_bytes, (peak / data_bytes, elapsed)

@@ -86,9 +86,10 @@ def test_gram_start_values_match_the_svd(N, K):
     R = LowRankCovariance(rng.normal(size=(K, 3)), rng.uniform(0.5, 1.5, K)).sample(N, rng)
     floor = 1e-8 * np.ones(K)
     F, D = start_values(R, 3, floor)
-    _, s, vt = np.linalg.svd(R / np.sqrt(N), full_matrices=False)
-    F_svd = vt[:3].T * s[:3]
     var = np.einsum("ij,ij->j", R, R) / N
+    # principal components of the standardized residuals, loadings back on each scale
+    _, s, vt = np.linalg.svd(R / np.sqrt(N * var), full_matrices=False)
+    F_svd = vt[:3].T * s[:3] * np.sqrt(var)[:, None]
     D_svd = np.maximum(np.maximum(var - np.einsum("ij,ij->i", F_svd, F_svd), var / 20.0), floor)
     np.testing.assert_allclose(D, D_svd, rtol=1e-10)
     # the same (shrunk) loadings up to the sign of each column

@@ -239,10 +239,13 @@ def _start(design: DaskDesign, Y: DaskMatrix, rank: int, opts: FitOptions):
     if rank == 0:
         return Progress(A, np.zeros((design.k_eqs, 0)), np.maximum(var, floor), floor, [],
                         resid=R)
-    # R' is K x N, chunked by equations: tall and skinny, as svd_compressed wants
-    u, s, _ = da.linalg.svd_compressed(R.data, rank, n_power_iter=SVD_POWER_ITER, seed=0)
+    # R' is K x N, chunked by equations: tall and skinny, as svd_compressed wants; each
+    # response on its own scale, as the in-memory start (starts.start_values)
+    sd = np.sqrt(np.where(var > 0, var, 1.0))
+    u, s, _ = da.linalg.svd_compressed(R.data / sd[:, None], rank,
+                                       n_power_iter=SVD_POWER_ITER, seed=0)
     u, s = _compute(design.traffic, u, s)
-    F, D = pc_loadings(s / np.sqrt(design.nobs), u.T, var, floor)
+    F, D = pc_loadings(s / np.sqrt(design.nobs), u.T, var, floor, sd)
     return Progress(A, F, D, floor, [], resid=R)
 
 

@@ -5,7 +5,9 @@ The likelihood of a factor model can have several local maxima, and Heywood poin
 interior maximum exists. :func:`fit_with_starts` fits from the principal-component
 start (or the user's ``start_params``), then, when asked (``n_starts`` > 1) or when
 ``n_starts="auto"`` sees trouble (equations on the floor, no convergence, a
-degenerate point) or the system is tiny (:data:`AUTO_SMALL_CELLS`), from other starts:
+degenerate point), the system is tiny (:data:`AUTO_SMALL_CELLS`) or has few
+observations per parameter (:data:`AUTO_FEW_OBS_RATIO`; a few starts only), from
+other starts:
 
 ``release``
     The first fit with its Heywood equations released: ``D_j`` reset to half the
@@ -17,9 +19,22 @@ degenerate point) or the system is tiny (:data:`AUTO_SMALL_CELLS`), from other s
     Seeded random loadings and variances (deterministic given ``seed``).
 
 Each extra start runs :data:`SHORT_ITERATIONS` iterations; the best
-:data:`N_POLISH` are continued to convergence. The chosen fit is the best proper
-maximum (not degenerate); a degenerate point wins only if every start ends on one.
-The warnings of the chosen fit are re-issued; those of the others are dropped.
+:data:`N_POLISH` are continued to convergence.
+
+Then, on tiny systems (:data:`AUTO_SMALL_CELLS`) where the extra starts ran and the
+best fit so far has equations on the floor,
+a search over which equations are on the floor (``floor-...`` starts): with few
+observations the Heywood points attract every start, and the highest one often has
+another set of equations on the floor than the one the starts reach. Each
+neighbouring set (one equation swapped, added or released) becomes a start
+(:func:`~lowrank_sur.starts.heywood_start`: the residuals of the set as the first
+factors) from the best fit's coefficients; the best is polished, and the search
+moves there if it is higher (at most :data:`HEYWOOD_ROUNDS` moves, and
+:data:`HEYWOOD_MAX_STARTS` starts a round).
+
+The chosen fit is the best proper maximum (not degenerate); a degenerate point wins
+only if every start ends on one. The warnings of the chosen fit are re-issued; those
+of the others are dropped.
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ from ..bounded import is_degenerate
 from ..design import SURDesign
 from ..exceptions import MultipleMaximaWarning, external_stacklevel
 from ..options import FitOptions
+from ..starts import heywood_start
 from .common import Start
 from .record import FitRecord
 
@@ -52,8 +68,28 @@ AUTO_STARTS = 6
 #: give no sign of trouble are most common with few observations.
 AUTO_SMALL_CELLS = 300
 
+#: With ``n_starts="auto"``, a first fit without trouble still gets
+#: :data:`AUTO_FEW_OBS_STARTS` starts in all (the rank k-1 solution plus a factor, and a
+#: random one) when N is below this multiple of the parameters per equation
+#: (``max p_j + k``): with few observations per parameter, interior-looking fits are
+#: often not the highest maximum (Munnell, N=17, p=5, rank 2: the principal-component
+#: start stops at 2876.593, the grown start reaches 2877.622).
+AUTO_FEW_OBS_RATIO = 5
+
+#: Starts in all for those few-observation systems.
+AUTO_FEW_OBS_STARTS = 3
+
 #: Relative llf difference beyond which two maxima count as distinct.
 DISTINCT_RTOL = 1e-8
+
+#: Moves of the search over the equations on the floor.
+HEYWOOD_ROUNDS = 3
+
+#: Starts per round of that search (sets beyond it are not tried).
+HEYWOOD_MAX_STARTS = 24
+
+#: Iterations of each start of that search before the best is polished.
+HEYWOOD_SHORT = 10
 
 
 def _run(fit, design, Y, rank, opts, start):
@@ -124,12 +160,61 @@ def _candidates(first: FitRecord, fit, design, Y, rank, opts, n_extra: int):
         yield _random(var, rank, rng, f"random-{i + 1}")
 
 
-def _n_extra(first: FitRecord, opts: FitOptions, cells: int) -> int:
+def _neighbour_sets(heywood, k_eqs: int, rank: int) -> list[tuple[int, ...]]:
+    """The sets of equations one swap, addition or release away from ``heywood``."""
+    H = set(int(j) for j in heywood)
+    out = []
+    for i in sorted(H):
+        out += [tuple(sorted(H - {i} | {j})) for j in range(k_eqs) if j not in H]
+    if len(H) < rank:
+        out += [tuple(sorted(H | {j})) for j in range(k_eqs) if j not in H]
+    out += [tuple(sorted(H - {i})) for i in sorted(H) if len(H) > 1]
+    return list(dict.fromkeys(out))
+
+
+def _heywood_search(fit, design, Y, rank, quiet, runs: list) -> None:
+    """Move the set of equations on the floor while that finds a higher maximum.
+
+    Appends every run to ``runs``.
+    """
+    short = dataclasses.replace(quiet, maxiter=min(quiet.maxiter, HEYWOOD_SHORT))
+    tried: set = set()
+    best = runs[_best(runs)][0]
+    for _ in range(HEYWOOD_ROUNDS):
+        if best.heywood.size == 0:
+            return
+        tried.add(tuple(int(j) for j in best.heywood))
+        sets = [S for S in _neighbour_sets(best.heywood, design.k_eqs, rank)
+                if S not in tried][:HEYWOOD_MAX_STARTS]
+        if not sets:
+            return
+        tried.update(sets)
+        R = Y - design.fitted(best.whitened_coefs)
+        trial = []
+        for S in sets:
+            F, D = heywood_start(R, rank, best.d_floor, S)
+            label = "floor-" + ",".join(design.eq_names[j] for j in S)
+            start = Start(best.whitened_coefs, F, D, label)
+            trial.append((*_run(fit, design, Y, rank, short, start), label))
+        trial.sort(key=lambda r: (not r[0].degenerate, r[0].llf), reverse=True)
+        rec, _, label = trial[0]
+        top = _run(fit, design, Y, rank, quiet, Start(rec.whitened_coefs, rec.F, rec.D, label))
+        runs.extend([(*top, label)] + trial[1:])
+        new = top[0]
+        if new.degenerate or new.llf <= best.llf + DISTINCT_RTOL * max(1.0, abs(best.llf)):
+            return
+        best = new
+
+
+def _n_extra(first: FitRecord, opts: FitOptions, design: SURDesign) -> int:
     if opts.n_starts == "auto":
-        if cells <= AUTO_SMALL_CELLS:
+        if design.nobs * design.k_eqs <= AUTO_SMALL_CELLS:
             return AUTO_STARTS - 1
         trouble = first.heywood.size > 0 or not first.converged or first.degenerate
-        return AUTO_STARTS - 1 if trouble else 0
+        if trouble:
+            return AUTO_STARTS - 1
+        few = design.nobs < AUTO_FEW_OBS_RATIO * (design.pmax + first.rank)
+        return AUTO_FEW_OBS_STARTS - 1 if few else 0
     return int(opts.n_starts) - 1
 
 
@@ -181,7 +266,7 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
     """
     first, caught = _run(fit, design, Y, rank, opts, start)
     runs = [(first, caught, start.label if start is not None else "principal components")]
-    n_extra = _n_extra(first, opts, design.nobs * design.k_eqs) if rank > 0 else 0
+    n_extra = _n_extra(first, opts, design) if rank > 0 else 0
     if n_extra:
         # only the first fit prints (disp) and calls back; the others are silent
         quiet = dataclasses.replace(opts, disp=False, callback=None)
@@ -193,6 +278,8 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
             resumed = Start(rec.whitened_coefs, rec.F, rec.D, label)
             runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
         runs.extend(trial[N_POLISH:])
+        if design.nobs * design.k_eqs <= AUTO_SMALL_CELLS:
+            _heywood_search(fit, design, Y, rank, quiet, runs)
     best = _best(runs)
     rec, caught, label = runs[best]
     maxima = _count_maxima(runs)

@@ -39,6 +39,12 @@ EM_CYCLES_AFTER_PROFILE = 2
 #: Sweeps without convergence before the joint quasi-Newton step (:mod:`.polish`).
 POLISH_AFTER = 20
 
+#: Sweeps between that step and the next while the fit has not converged.
+POLISH_EVERY = 5
+
+#: Largest convergence rate the stopping rule assumes (:meth:`_Sweeper.converged`).
+RATE_MAX = 0.99
+
 #: Growth (and shrinkage) factor of the largest SQUAREM step.
 _MSTEP = 4.0
 
@@ -60,6 +66,7 @@ class _Sweeper:
         # units of each coordinate: sigma_j for coefficients and loadings, sigma_j^2 for D_j
         self.s2 = st.floor / opts.d_floor
         self.sd = np.sqrt(self.s2)
+        self.prev_change: float | None = None
 
     def __call__(self, A, F, D):
         st = self.st
@@ -79,9 +86,20 @@ class _Sweeper:
         return A1, canonical_loadings(ff.F, ff.D), ff.D, ff.llf
 
     def converged(self, x0, x1, llf0: float, llf1: float) -> bool:
+        """The stopping rule on the distance to the fixed point, not on the last step.
+
+        A linearly convergent map with rate ``rho`` is about ``step rho / (1 - rho)``
+        from its fixed point after a step; the rule asks ``step / (1 - rho)`` (and the
+        llf change times the same factor) to meet ``ptol`` (and ``tol``), with ``rho``
+        the ratio of the last two parameter changes, capped at :data:`RATE_MAX`.
+        """
         change = param_change(x0[0], x1[0], x0[1], x1[1], x0[2], x1[2])
+        prev, self.prev_change = self.prev_change, change
         self.st.last_change = change
-        return llf_close(llf0, llf1, self.opts.tol) and change <= self.opts.ptol
+        rate = min(change / prev, RATE_MAX) if prev else 0.0
+        factor = 1.0 / (1.0 - rate)
+        return (llf_close(llf0, llf0 + factor * (llf1 - llf0), self.opts.tol)
+                and factor * change <= self.opts.ptol)
 
     def accept(self, x, llf: float) -> None:
         st = self.st
@@ -170,11 +188,12 @@ def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progre
         Label of the ``disp`` lines.
     """
     sw = _Sweeper(design, Y, beta_step, st, opts, name)
-    step_max, polished, first = 1.0, False, st.iterations
+    step_max, wait, last = 1.0, POLISH_AFTER, st.iterations
     while st.iterations < opts.maxiter:
-        if not polished and st.iterations - first >= POLISH_AFTER:
-            polished, step_max = True, 1.0
+        if st.iterations - last >= wait:
+            wait, last, step_max = POLISH_EVERY, st.iterations + 1, 1.0
             _polish(sw)
+            sw.prev_change = None
             continue
         done, step_max = _cycle(sw, step_max)
         if done:
