@@ -82,7 +82,8 @@ def _has_constant(X: np.ndarray) -> bool:
     """Whether some column is constant and non-zero (an intercept, whatever its value)."""
     if X.shape[0] == 0 or X.shape[1] == 0:
         return False
-    return bool(np.any((np.ptp(X, axis=0) == 0) & (X[0] != 0)))
+    first = X[0]
+    return bool(np.any((first != 0) & (X.max(axis=0) == X.min(axis=0))))
 
 
 def _fingerprint(Y: np.ndarray) -> str:

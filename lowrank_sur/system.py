@@ -255,61 +255,90 @@ def _formula_frame(equations: Mapping, labels: list[str], data) -> pd.DataFrame 
     return _as_frame(data)
 
 
-def _formula_equation(lab: str, spec: str, frame: pd.DataFrame, eval_env):
+@dataclass
+class _Part:
+    """One equation's response and regressors as float arrays on some of the data's rows.
+
+    ``pos`` holds the positions of those rows in the common index (None: every row, in
+    order); ``design_info`` is patsy's design for a formula equation.
+    """
+
+    y: np.ndarray
+    X: np.ndarray
+    pos: np.ndarray | None = None
+    design_info: object | None = None
+
+
+def _formula_part(lab: str, spec: str, frame: pd.DataFrame, eval_env):
     y, X = formula_matrices(lab, spec, frame, eval_env)
     cols = referenced_columns(lab, spec, frame.columns)
     eq = Equation(lab, str(y.columns[0]), [str(c) for c in X.columns], spec, columns=cols,
                   column_types=column_types(frame, cols))
-    return eq, y.iloc[:, 0], X
+    pos = None if len(X) == len(frame) else frame.index.get_indexer(X.index)
+    part = _Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), pos, X.design_info)
+    return eq, part
 
 
 def _collect(equations: Mapping, labels: list[str], frame, eval_env):
-    """Per equation: its :class:`Equation`, response Series and regressor DataFrame."""
+    """Per equation: its :class:`Equation` and its arrays (:class:`_Part`); the row index."""
     eqs: list[Equation] = []
-    ys: list[pd.Series] = []
-    Xs: list[pd.DataFrame] = []
+    parts: list[_Part] = []
     n_expected = len(frame) if frame is not None else None
     index_expected = frame.index if frame is not None else None
     for lab in labels:
         spec = equations[lab]
         if isinstance(spec, str):
-            eq, y, X = _formula_equation(lab, spec, frame, eval_env)
+            eq, part = _formula_part(lab, spec, frame, eval_env)
             eqs.append(eq)
-            ys.append(y)
-            Xs.append(X)
+            parts.append(part)
             continue
         dep, names, y, X, index = pair_arrays(lab, spec, n_expected, index_expected)
         n_expected = y.shape[0]
-        if index is None:
-            index = index_expected if index_expected is not None else pd.RangeIndex(len(y))
-        index_expected = index
+        if index is not None:
+            index_expected = index
         eqs.append(Equation(lab, dep, names))
-        ys.append(pd.Series(y, index=index))
-        Xs.append(pd.DataFrame(X, index=index, columns=names))
-    return eqs, ys, Xs
+        parts.append(_Part(y, X))
+    if index_expected is None:
+        index_expected = pd.RangeIndex(n_expected)
+    return eqs, parts, index_expected
 
 
-def _complete_rows(eqs, ys, Xs, index: pd.Index) -> np.ndarray:
+def _check_values(e: Equation, yv: np.ndarray, Xv: np.ndarray) -> np.ndarray:
+    """Rows of one equation with no missing value (after the inf and constant checks)."""
+    if np.isfinite(yv).all() and np.isfinite(Xv).all():
+        ok = None
+    else:
+        _check_finite(e.label, e.dep_name, yv, "response")
+        inf_cols = np.flatnonzero(np.isinf(Xv).any(axis=0))
+        if inf_cols.size:
+            _check_finite(e.label, e.exog_names[inf_cols[0]], Xv[:, inf_cols[0]], "regressor")
+        ok = ~np.isnan(yv) & ~np.isnan(Xv).any(axis=1)
+    finite_y = yv if ok is None else yv[~np.isnan(yv)]
+    if finite_y.size > 1 and finite_y.max() == finite_y.min():
+        raise SpecificationError(
+            f"equation {e.label!r}: the response {e.dep_name!r} is constant "
+            f"({float(finite_y[0])!r} in every row); its error variance is zero and the "
+            "likelihood is unbounded. Drop the equation"
+        )
+    return ok
+
+
+def _complete_rows(eqs, parts, n_rows: int) -> np.ndarray:
     """Rows with no missing value in any equation (after the inf and constant checks).
 
     Formula matrices hold only their complete rows (patsy drops the others); pairs hold
     every row, with NaN where values are missing.
     """
-    keep = np.ones(len(index), dtype=bool)
-    for e, y, X in zip(eqs, ys, Xs):
-        yv, Xv = y.to_numpy(dtype=float), X.to_numpy(dtype=float)
-        _check_finite(e.label, e.dep_name, yv, "response")
-        for c, name in enumerate(e.exog_names):
-            _check_finite(e.label, name, Xv[:, c], "regressor")
-        finite_y = yv[~np.isnan(yv)]
-        if finite_y.size > 1 and np.ptp(finite_y) == 0:
-            raise SpecificationError(
-                f"equation {e.label!r}: the response {e.dep_name!r} is constant "
-                f"({float(finite_y[0])!r} in every row); its error variance is zero and the "
-                "likelihood is unbounded. Drop the equation"
-            )
-        complete = np.zeros(len(index), dtype=bool)
-        complete[index.get_indexer(y.index)] = ~np.isnan(yv) & ~np.any(np.isnan(Xv), axis=1)
+    keep = np.ones(n_rows, dtype=bool)
+    for e, part in zip(eqs, parts):
+        ok = _check_values(e, part.y, part.X)
+        if ok is None and part.pos is None:
+            continue
+        complete = np.zeros(n_rows, dtype=bool)
+        if part.pos is None:
+            complete[:] = ok
+        else:
+            complete[part.pos] = True if ok is None else ok
         if not complete.any():
             raise SpecificationError(
                 f"equation {e.label!r}: every row has a missing value in its variables "
@@ -323,19 +352,24 @@ def _complete_rows(eqs, ys, Xs, index: pd.Index) -> np.ndarray:
     return keep
 
 
-def _report_transform_nans(eqs, Xs, frame, missing: str) -> None:
+def _report_transform_nans(eqs, parts, frame, missing: str) -> None:
     """Warn (or raise) when transforms, not the data, create the missing values."""
     notes = []
-    for e, X in zip(eqs, Xs):
-        if e.formula is None:
+    for e, part in zip(eqs, parts):
+        if e.formula is None or part.pos is None:
             continue
-        made = int(transform_nan_rows(frame, e.columns, X.index).sum())
+        made = int(transform_nan_rows(frame, e.columns, frame.index[part.pos]).sum())
         if made:
             notes.append(
                 f"equation {e.label!r}: {made} of {len(frame)} rows are NaN after evaluating "
                 f"{e.formula!r} although the data have values there (e.g. the log of a "
                 "non-positive number)"
             )
+    report_dropped(notes, missing)
+
+
+def report_dropped(notes: list[str], missing: str) -> None:
+    """Warn (or raise, with ``missing="raise"``) about rows the transforms made missing."""
     if not notes:
         return
     if missing == "raise":
@@ -348,7 +382,7 @@ def _report_transform_nans(eqs, Xs, frame, missing: str) -> None:
     )
 
 
-def _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env) -> None:
+def _rebuild_formulas(eqs, parts, formula_data, eval_env) -> None:
     """Rebuild the formula designs on the kept rows.
 
     Stateful transforms (centering, categorical levels) are then learned on the
@@ -363,7 +397,8 @@ def _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env) -> None:
                     "kept for estimation when evaluated on them alone; compute the "
                     "transformed columns in the data first"
                 )
-            ys[i], Xs[i] = y.iloc[:, 0], X
+            parts[i] = _Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), None,
+                             X.design_info)
             e.exog_names = [str(c) for c in X.columns]
 
 
@@ -373,6 +408,32 @@ def _formula_data(eqs, frame: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
     for e in eqs:
         cols.extend(c for c in e.columns if c not in cols)
     return frame.loc[rows, cols].copy(deep=True)
+
+
+def check_kept(n_dropped: int, keep: np.ndarray, missing: str) -> None:
+    """Refuse dropped rows with ``missing="raise"``, and a system with no row left."""
+    if n_dropped and missing == "raise":
+        raise SpecificationError(
+            f"{n_dropped} rows have missing values and missing='raise'; use missing='drop'"
+        )
+    if not keep.any():
+        raise SpecificationError(
+            "every row has a missing value in some equation's variables, so no observation "
+            "is left; check the columns with many NaNs"
+        )
+
+
+def aligned_arrays(parts, keep: np.ndarray, n_dropped: int):
+    """The N x K responses and the K regressor matrices on the kept rows (own copies)."""
+    n_kept = int(keep.sum())
+    endog = np.empty((n_kept, len(parts)))
+    exog = []
+    for j, part in enumerate(parts):
+        full = part.y.shape[0] == n_kept  # formula designs rebuilt on the kept rows
+        endog[:, j] = part.y if full else part.y[keep]
+        exog.append(part.X if full and part.X.flags.owndata else
+                    np.array(part.X if full else part.X[keep], dtype=float))
+    return endog, exog
 
 
 def build_system(
@@ -403,38 +464,22 @@ def build_system(
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     labels = _check_labels(equations)
     frame = _formula_frame(equations, labels, data)
-    eqs, ys, Xs = _collect(equations, labels, frame, eval_env)
-    index = frame.index if frame is not None else ys[0].index
-    keep = _complete_rows(eqs, ys, Xs, index)
+    eqs, parts, index = _collect(equations, labels, frame, eval_env)
+    keep = _complete_rows(eqs, parts, len(index))
     n_dropped = int((~keep).sum())
     if frame is not None:
-        _report_transform_nans(eqs, Xs, frame, missing)
-    if n_dropped and missing == "raise":
-        raise SpecificationError(
-            f"{n_dropped} rows have missing values and missing='raise'; use missing='drop'"
-        )
-    if not keep.any():
-        raise SpecificationError(
-            "every row has a missing value in some equation's variables, so no observation "
-            "is left; check the columns with many NaNs"
-        )
-    kept = index[keep]
+        _report_transform_nans(eqs, parts, frame, missing)
+    check_kept(n_dropped, keep, missing)
+    kept = index[keep] if n_dropped else index
     formula_data = None
     if frame is not None:
         formula_data = _formula_data(eqs, frame, kept)
         if n_dropped:
-            _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env)
-        for e, X in zip(eqs, Xs):
+            _rebuild_formulas(eqs, parts, formula_data, eval_env)
+        for e, part in zip(eqs, parts):
             if e.formula is not None:
-                e.design_info = X.design_info
+                e.design_info = part.design_info
                 freeze_design(e.design_info)
-
-    def rows(values: np.ndarray) -> np.ndarray:
-        # formula designs rebuilt on the kept rows already have len(kept) rows
-        return values if len(values) == len(kept) else values[keep]
-
-    endog = pd.DataFrame(
-        {e.label: rows(y.to_numpy(dtype=float)) for e, y in zip(eqs, ys)}, index=kept
-    )
-    exog = [np.array(rows(X.to_numpy(dtype=float)), dtype=float) for X in Xs]
+    endog, exog = aligned_arrays(parts, keep, n_dropped)
+    endog = pd.DataFrame(endog, index=kept, columns=labels)
     return EquationSystem(eqs, endog, exog, n_dropped, formula_data)
