@@ -136,7 +136,10 @@ class LowRankSUR(LikelihoodModel):
         eval_env = _eval_env(kwargs.pop("eval_env", None))
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s): {sorted(kwargs)}")
-        system = build_system(equations, data, missing=missing, eval_env=eval_env)
+        self._setup(build_system(equations, data, missing=missing, eval_env=eval_env))
+
+    def _setup(self, system) -> None:
+        """The model of an :class:`~lowrank_sur.system.EquationSystem`: design, names, counts."""
         self.system = system
         super().__init__(system.endog, None, missing="none")
         names = system.param_names
@@ -189,6 +192,76 @@ class LowRankSUR(LikelihoodModel):
             data = _subset(data, subset)
         kwargs["eval_env"] = _eval_env(kwargs.get("eval_env"))
         return cls(formulas, data, *args, **kwargs)
+
+    @classmethod
+    def from_panel(cls, formula: str, data, *, missing: str = "drop", eval_env=None):
+        """One equation per entity of a long panel, all with the same formula.
+
+        Parameters
+        ----------
+        formula : str
+            A patsy formula (every term patsy allows: ``C()``, transforms,
+            interactions), evaluated by one patsy call on the long frame.
+        data : DataFrame
+            Long data with an (entity, time) MultiIndex (linearmodels' panel
+            convention): one equation per entity, one observation per time.
+        missing : {"drop", "raise"}
+            A time at which some entity has a missing value or no row is dropped for
+            every entity (as the dict-of-formulas path does), or raises.
+        eval_env : patsy.EvalEnvironment or int, optional
+            Where the formula looks up functions (default: the caller's namespace).
+
+        Returns
+        -------
+        LowRankSUR
+            Equation labels ``str(entity)`` (entities sorted), rows the sorted times,
+            parameter names ``"{entity}_{column}"``.
+
+        Notes
+        -----
+        Stateful transforms (``center``, ``standardize``, ``C()`` levels, spline
+        knots) are learned once on the pooled estimation sample, so every entity uses
+        the same transform; see :mod:`lowrank_sur.panel`. ``results.predict(long_df)``
+        returns the wide times x entities predictions (every entity at every time);
+        :meth:`predict_panel` one prediction per row of any long frame.
+
+        Examples
+        --------
+        >>> from statsmodels.datasets import grunfeld
+        >>> from lowrank_sur import LowRankSUR
+        >>> df = grunfeld.load_pandas().data.set_index(["firm", "year"])
+        >>> model = LowRankSUR.from_panel("invest ~ value + capital", df)
+        >>> model.k_eqs, model.nobs, model.param_names[:2]
+        (11, 20, ['General Motors_Intercept', 'General Motors_value'])
+        """
+        from .panel import build_panel_system
+
+        system = build_panel_system(formula, data, missing=missing, eval_env=_eval_env(eval_env))
+        model = cls.__new__(cls)
+        model._setup(system)
+        return model
+
+    def predict_panel(self, params, data) -> pd.Series:
+        """Predictions for every row of new long data (a model from :meth:`from_panel`).
+
+        Parameters
+        ----------
+        params : array_like
+            All P coefficients (e.g. ``results.params``).
+        data : DataFrame
+            Long data with an (entity, time) MultiIndex and the columns the formula
+            reads; entities must be fitted ones, times and balance are free.
+
+        Returns
+        -------
+        Series
+            One prediction per row, indexed like ``data``.
+        """
+        from .panel import is_panel, panel_predict
+
+        if not is_panel(self.system):
+            raise TypeError("predict_panel needs a model built by LowRankSUR.from_panel")
+        return panel_predict(self.system, self._coefs(params), data)
 
     # --------------------------------------------------------------- names
     @property

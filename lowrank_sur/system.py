@@ -117,6 +117,7 @@ class EquationSystem:
     exog: list[np.ndarray]  # K arrays N x p_j
     n_dropped: int
     formula_data: pd.DataFrame | None = None  # copy of the columns the formulas use, rows used
+    panel: object | None = None  # panel.PanelInfo for LowRankSUR.from_panel
 
     @property
     def labels(self) -> list[str]:
@@ -136,6 +137,11 @@ class EquationSystem:
             shell.__dict__.update(e.__getstate__())  # the design as bytes (or its error)
             shells.append(shell)
         lost = [e.design_error for e in shells if e.design_info is None and e.design_error]
+        if self.panel is not None:
+            spec = object.__new__(type(self.panel.spec))
+            spec.__dict__.update(self.panel.spec.__getstate__())
+            if spec.design_info is None and spec.design_error:
+                lost.append(spec.design_error)
         if lost:
             more = f" (and {len(lost) - 2} more equations)" if len(lost) > 2 else ""
             warnings.warn(
