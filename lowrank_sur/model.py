@@ -78,12 +78,22 @@ def _subset(data, subset):
         ) from exc
 
 
-def _has_constant(X: np.ndarray) -> bool:
-    """Whether some column is constant and non-zero (an intercept, whatever its value)."""
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        return False
-    first = X[0]
-    return bool(np.any((first != 0) & (X.max(axis=0) == X.min(axis=0))))
+def _count_constants(Xs: list[np.ndarray], chunk: int = 256) -> int:
+    """How many equations have a constant non-zero column (an intercept, whatever its value).
+
+    Equations with the same shape are checked together, ``chunk`` at a time.
+    """
+    count = 0
+    shapes: dict[tuple, list[int]] = {}
+    for j, X in enumerate(Xs):
+        if X.shape[0] and X.shape[1]:
+            shapes.setdefault(X.shape, []).append(j)
+    for members in shapes.values():
+        for lo in range(0, len(members), chunk):
+            S = np.stack([Xs[j] for j in members[lo : lo + chunk]])  # (m, N, p)
+            const = (S[:, 0] != 0) & (S.max(axis=1) == S.min(axis=1))
+            count += int(const.any(axis=1).sum())
+    return count
 
 
 def _fingerprint(Y: np.ndarray) -> str:
@@ -160,7 +170,7 @@ class LowRankSUR(LikelihoodModel):
         self.nobs = self.design.nobs
         self.n_dropped = system.n_dropped
         self.k_params = self.design.k_params
-        self.k_constant = sum(_has_constant(X) for X in system.exog)
+        self.k_constant = _count_constants(system.exog)
         self.df_model = self.k_params - self.k_constant
         self.df_resid = self.nobs * self.k_eqs - self.k_params
         self._Y = system.endog.to_numpy()

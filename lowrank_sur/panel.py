@@ -89,14 +89,43 @@ def _check_panel_data(data) -> pd.DataFrame:
     return data
 
 
-def _codes(values: pd.Index, sort: bool) -> tuple[np.ndarray, pd.Index]:
-    try:
-        codes, uniques = pd.factorize(values, sort=sort)
-    except TypeError:  # unorderable mixed values: first appearance
-        codes, uniques = pd.factorize(values, sort=False)
-    if np.any(codes < 0):
+def _codes(index: pd.MultiIndex, level: int) -> tuple[np.ndarray, pd.Index]:
+    """Integer codes of one index level and its values, sorted (unused values left out).
+
+    Read from the MultiIndex's own codes and levels, not from the level's values row by
+    row; values that cannot be compared keep their order.
+    """
+    codes = np.asarray(index.codes[level], dtype=np.intp)
+    values = index.levels[level]
+    if codes.size and codes.min() < 0:
         raise SpecificationError("data's index has missing entity or time labels; drop them")
-    return codes, pd.Index(uniques)
+    used = np.zeros(len(values), dtype=bool)
+    used[codes] = True
+    if not used.all():
+        codes = (np.cumsum(used) - 1)[codes]
+        values = values[used]
+    if not values.is_monotonic_increasing:
+        try:
+            order = np.asarray(values.argsort())
+        except TypeError:
+            order = np.arange(len(values))
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        codes, values = rank[codes], values[order]
+    return codes, values
+
+
+def _entity_codes(info: PanelInfo, index: pd.MultiIndex) -> np.ndarray:
+    """The equation of every row of new long data; unknown entities raise."""
+    per_level = info.entities.get_indexer(index.levels[0])
+    ent = per_level[np.asarray(index.codes[0])]
+    if np.any(ent < 0):
+        unknown = index.levels[0][per_level < 0]
+        raise SpecificationError(
+            f"the new data have entities the model was not fitted on: {list(unknown[:5])}; "
+            "predict only for the fitted entities"
+        )
+    return ent
 
 
 def _entity_labels(entities: pd.Index) -> list[str]:
@@ -137,6 +166,8 @@ def _check_long_values(y, X, ent, labels, dep, names) -> np.ndarray:
 
 def _transform_notes(frame, cols, pos, ent, labels, formula) -> list[str]:
     """Rows patsy dropped although the data have values there, per entity."""
+    if pos.size == len(frame):
+        return []
     made = transform_nan_rows(frame, cols, pos)
     if not made.any():
         return []
@@ -177,8 +208,8 @@ def build_panel_system(formula: str, data, missing: str = "drop", eval_env=0):
     if not isinstance(formula, str):
         raise TypeError(f"formula must be a patsy formula string, got {type(formula).__name__}")
     data = _check_panel_data(data)
-    ent_all, entities = _codes(data.index.get_level_values(0), sort=True)
-    time_all, times = _codes(data.index.get_level_values(1), sort=True)
+    ent_all, entities = _codes(data.index, 0)
+    time_all, times = _codes(data.index, 1)
     labels = _entity_labels(entities)
     K, T = len(entities), len(times)
     cols = referenced_columns(PANEL_LABEL, formula, data.columns)
@@ -216,7 +247,8 @@ def build_panel_system(formula: str, data, missing: str = "drop", eval_env=0):
     where[ent_all[pos], slot[time_all[pos]]] = np.arange(pos.size)
     endog = np.ascontiguousarray(yv[where].T)
     _check_constant_responses(endog, labels, dep)
-    exog = [Xv[where[j]] for j in range(K)]
+    X3 = Xv[where]  # (K, T, p): one gather, the equations' matrices are views of it
+    exog = [X3[j] for j in range(K)]
     design_info = X.design_info
     freeze_design(design_info)
     spec = Equation(PANEL_LABEL, dep, names, formula, design_info=design_info, columns=cols,
@@ -256,14 +288,7 @@ def _new_long(system, data) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
         )
     frame = data.reset_index(drop=True)
     X = apply_design(PANEL_LABEL, spec.formula, spec.design_info, frame, spec.column_types)
-    ent = info.entities.get_indexer(data.index.get_level_values(0))
-    if np.any(ent < 0):
-        unknown = data.index.get_level_values(0)[ent < 0].unique()
-        raise SpecificationError(
-            f"the new data have entities the model was not fitted on: {list(unknown[:5])}; "
-            "predict only for the fitted entities"
-        )
-    return X, ent, data
+    return X, _entity_codes(info, data.index), data
 
 
 def panel_exog(system, data) -> tuple[list[np.ndarray], pd.Index]:
@@ -272,7 +297,7 @@ def panel_exog(system, data) -> tuple[list[np.ndarray], pd.Index]:
     Every entity needs a row at every time of the new data.
     """
     X, ent, data = _new_long(system, data)
-    time, times = _codes(data.index.get_level_values(1), sort=True)
+    time, times = _codes(data.index, 1)
     K, T = len(system.equations), len(times)
     where = np.full((K, T), -1, dtype=np.intp)
     where[ent, time] = np.arange(len(data))
