@@ -30,6 +30,9 @@ from .formula import (
     formula_matrices,
     freeze_design,
     load_design,
+    plain_design,
+    plain_matrices,
+    plain_shape,
     referenced_columns,
     transform_nan_rows,
 )
@@ -164,6 +167,8 @@ class EquationSystem:
         eq = self.equations[j]
         if eq.formula is None:
             return None
+        if eq.design_info is None and eq.design_error is None:
+            eq.design_info = plain_design(eq.formula, eq.columns)  # a plain formula
         if eq.design_info is None:
             raise RuntimeError(
                 f"{eq.design_error or f'equation {eq.label!r}: its formula design is missing'}"
@@ -273,6 +278,29 @@ class _Part:
     X: np.ndarray
     pos: np.ndarray | None = None
     design_info: object | None = None
+    plain: bool = False  # a formula of bare float columns, built without patsy
+
+
+def _plain_part(lab: str, spec: str, frame: pd.DataFrame, dtypes: dict | None):
+    """A formula of bare float columns and their interactions, without a patsy call.
+
+    Its rows keep their missing values (as a pair's do) and its patsy design is built
+    when first needed (:meth:`EquationSystem.design_info`); None when the formula is
+    not plain.
+    """
+    found = plain_shape(spec) if dtypes is not None else None
+    if found is None:
+        return None
+    shape, names = found
+    built = plain_matrices(shape, names, frame, dtypes)
+    if built is None:
+        return None
+    y, X, col_names = built
+    cols = [n for n in names if n in dtypes]
+    types = {c: (str(dtypes[c]), True) for c in cols}
+    eq = Equation(lab, names[shape.response], col_names, spec, columns=cols,
+                  column_types=types)
+    return eq, _Part(y, X, plain=True)
 
 
 def _formula_part(lab: str, spec: str, frame: pd.DataFrame, eval_env):
@@ -289,12 +317,16 @@ def _collect(equations: Mapping, labels: list[str], frame, eval_env):
     """Per equation: its :class:`Equation` and its arrays (:class:`_Part`); the row index."""
     eqs: list[Equation] = []
     parts: list[_Part] = []
+    dtypes = None
+    if frame is not None and frame.columns.is_unique:
+        dtypes = frame.dtypes.to_dict()
     n_expected = len(frame) if frame is not None else None
     index_expected = frame.index if frame is not None else None
     for lab in labels:
         spec = equations[lab]
         if isinstance(spec, str):
-            eq, part = _formula_part(lab, spec, frame, eval_env)
+            found = _plain_part(lab, spec, frame, dtypes)
+            eq, part = found if found else _formula_part(lab, spec, frame, eval_env)
             eqs.append(eq)
             parts.append(part)
             continue
@@ -395,7 +427,7 @@ def _rebuild_formulas(eqs, parts, formula_data, eval_env) -> None:
     estimation sample.
     """
     for i, e in enumerate(eqs):
-        if e.formula is not None:
+        if e.formula is not None and not parts[i].plain:
             y, X = formula_matrices(e.label, e.formula, formula_data, eval_env)
             if len(X) != len(formula_data):  # pragma: no cover - transforms of the subset
                 raise SpecificationError(
@@ -483,7 +515,7 @@ def build_system(
         if n_dropped:
             _rebuild_formulas(eqs, parts, formula_data, eval_env)
         for e, part in zip(eqs, parts):
-            if e.formula is not None:
+            if e.formula is not None and not part.plain:
                 e.design_info = part.design_info
                 freeze_design(e.design_info)
     endog, exog = aligned_arrays(parts, keep, n_dropped)
