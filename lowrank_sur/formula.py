@@ -395,21 +395,21 @@ def plain_shape(formula: str) -> tuple[PlainShape, list[str]] | None:
     return None if shape is None else (shape, names)
 
 
-def plain_matrices(shape: PlainShape, names: list[str], frame: pd.DataFrame,
+def plain_matrices(shape: PlainShape, names: list[str], column, n_rows: int,
                    dtypes: dict) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
     """Response, regressors (every row, NaN kept) and column names of a plain formula.
 
-    None when a name is not a float column of ``frame`` (``dtypes``: column -> dtype,
-    for a frame with unique column labels): integer, boolean, text or missing columns
-    go through patsy and its checks.
+    ``column(name)`` returns a column's values (``n_rows`` floats). None when a name is
+    not a float column (``dtypes``: column -> dtype, for a frame with unique column
+    labels): integer, boolean, text or missing columns go through patsy and its checks.
     """
     for name in names:
         dtype = dtypes.get(name)
         if (dtype is None or isinstance(dtype, pd.api.extensions.ExtensionDtype)
                 or dtype.kind != "f"):
             return None
-    values = [frame[name].to_numpy(dtype=float) for name in names]
-    X = np.empty((len(frame), len(shape.columns)))
+    values = [column(name) for name in names]
+    X = np.empty((n_rows, len(shape.columns)))
     for c, factors in enumerate(shape.columns):
         if not factors:
             X[:, c] = 1.0

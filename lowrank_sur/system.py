@@ -281,26 +281,56 @@ class _Part:
     plain: bool = False  # a formula of bare float columns, built without patsy
 
 
-def _plain_part(lab: str, spec: str, frame: pd.DataFrame, dtypes: dict | None):
-    """A formula of bare float columns and their interactions, without a patsy call.
+class _PlainColumns:
+    """The float columns of the data that plain formulas read, taken from the frame once."""
 
-    Its rows keep their missing values (as a pair's do) and its patsy design is built
-    when first needed (:meth:`EquationSystem.design_info`); None when the formula is
-    not plain.
-    """
-    found = plain_shape(spec) if dtypes is not None else None
-    if found is None:
-        return None
-    shape, names = found
-    built = plain_matrices(shape, names, frame, dtypes)
-    if built is None:
-        return None
-    y, X, col_names = built
-    cols = [n for n in names if n in dtypes]
-    types = {c: (str(dtypes[c]), True) for c in cols}
-    eq = Equation(lab, names[shape.response], col_names, spec, columns=cols,
-                  column_types=types)
-    return eq, _Part(y, X, plain=True)
+    def __init__(self, frame: pd.DataFrame, equations: Mapping, labels: list[str]) -> None:
+        self.dtypes = frame.dtypes.to_dict() if frame.columns.is_unique else None
+        self.shapes: dict[str, tuple] = {}
+        if self.dtypes is None:
+            return
+        wanted: dict[str, None] = {}
+        for lab in labels:
+            spec = equations[lab]
+            found = plain_shape(spec) if isinstance(spec, str) else None
+            if found is not None and all(self._is_float(n) for n in found[1]):
+                self.shapes[lab] = found
+                wanted.update(dict.fromkeys(found[1]))
+        self.position = {name: i for i, name in enumerate(wanted)}
+        self.values = (np.asfortranarray(frame[list(wanted)].to_numpy(dtype=float))
+                       if wanted else None)
+        self.n_rows = len(frame)
+        self._type_names: dict = {}
+
+    def _is_float(self, name: str) -> bool:
+        dtype = self.dtypes.get(name)
+        return (dtype is not None and not isinstance(dtype, pd.api.extensions.ExtensionDtype)
+                and dtype.kind == "f")
+
+    def column(self, name: str) -> np.ndarray:
+        """The values of column ``name``."""
+        return self.values[:, self.position[name]]
+
+    def part(self, lab: str, spec: str):
+        """Equation ``lab`` without a patsy call, or None when its formula is not plain.
+
+        Its rows keep their missing values (as a pair's do) and its patsy design is
+        built when first needed (:meth:`EquationSystem.design_info`).
+        """
+        found = self.shapes.get(lab)
+        if found is None:
+            return None
+        shape, names = found
+        y, X, col_names = plain_matrices(shape, names, self.column, self.n_rows, self.dtypes)
+        types = {}
+        for c in names:
+            dtype = self.dtypes[c]
+            if dtype not in self._type_names:
+                self._type_names[dtype] = str(dtype)
+            types[c] = (self._type_names[dtype], True)
+        eq = Equation(lab, names[shape.response], col_names, spec, columns=list(names),
+                      column_types=types)
+        return eq, _Part(y, X, plain=True)
 
 
 def _formula_part(lab: str, spec: str, frame: pd.DataFrame, eval_env):
@@ -317,15 +347,13 @@ def _collect(equations: Mapping, labels: list[str], frame, eval_env):
     """Per equation: its :class:`Equation` and its arrays (:class:`_Part`); the row index."""
     eqs: list[Equation] = []
     parts: list[_Part] = []
-    dtypes = None
-    if frame is not None and frame.columns.is_unique:
-        dtypes = frame.dtypes.to_dict()
+    plain = _PlainColumns(frame, equations, labels) if frame is not None else None
     n_expected = len(frame) if frame is not None else None
     index_expected = frame.index if frame is not None else None
     for lab in labels:
         spec = equations[lab]
         if isinstance(spec, str):
-            found = _plain_part(lab, spec, frame, dtypes)
+            found = plain.part(lab, spec)
             eq, part = found if found else _formula_part(lab, spec, frame, eval_env)
             eqs.append(eq)
             parts.append(part)
@@ -442,10 +470,10 @@ def _rebuild_formulas(eqs, parts, formula_data, eval_env) -> None:
 
 def _formula_data(eqs, frame: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
     """A copy of the columns the formulas read, on the rows used."""
-    cols: list[str] = []
+    cols: dict[str, None] = {}
     for e in eqs:
-        cols.extend(c for c in e.columns if c not in cols)
-    return frame.loc[rows, cols].copy(deep=True)
+        cols.update(dict.fromkeys(e.columns))
+    return frame.loc[rows, list(cols)].copy(deep=True)
 
 
 def check_kept(n_dropped: int, keep: np.ndarray, missing: str) -> None:
