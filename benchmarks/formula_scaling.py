@@ -9,11 +9,15 @@ load average at its start. Per case the child times, on one simulated panel
   and every standard error (``results.bse``), with the peak resident memory of the
   child (``ru_maxrss``);
 * ``dict``: the same data wide, ``LowRankSUR({e: "y_e ~ x1_e + x2_e"}, wide)``;
-* ``pairs``: the same system as ``(endog, exog)`` arrays.
+* ``pairs``: the same system as ``(endog, exog)`` arrays;
+* ``fit`` and ``alsgls`` (with ``--alsgls-python``): ``fit_arrays(Xs, Y, 4)`` against
+  ``alsgls.als_gls(Xs, Y, 4)`` with its defaults, both in the default configuration,
+  best of 3 after a warm-up.
 
 Usage::
 
     python benchmarks/formula_scaling.py [--quick] [--rounds 2] [--output FILE]
+        [--alsgls-python PATH]
 """
 
 from __future__ import annotations
@@ -26,21 +30,55 @@ import sys
 import time
 
 GRID = [("panel", 10000, 500), ("panel", 5000, 300), ("dict", 5000, 300),
-        ("pairs", 5000, 300)]
-QUICK = [("panel", 50, 60), ("dict", 50, 60), ("pairs", 50, 60)]
+        ("pairs", 5000, 300), ("fit", 1000, 300), ("alsgls", 1000, 300)]
+QUICK = [("panel", 50, 60), ("dict", 50, 60), ("pairs", 50, 60), ("fit", 50, 60),
+         ("alsgls", 50, 60)]
 
 
-def _data(K: int, N: int, seed: int = 0):
+def _arrays(K: int, N: int, seed: int = 0):
+    """Regressors (x1, x2: K x N), responses (K x N) with 4 factors in the errors."""
     import numpy as np
-    import pandas as pd
 
     rng = np.random.default_rng(seed)
     x1, x2 = rng.normal(size=(K, N)), rng.normal(size=(K, N))
     F = rng.normal(size=(K, 4))
     y = 1.0 + x1 - 0.5 * x2 + F @ rng.normal(size=(4, N)) + rng.normal(size=(K, N))
+    return x1, x2, y
+
+
+def _data(K: int, N: int, seed: int = 0):
+    import pandas as pd
+
+    x1, x2, y = _arrays(K, N, seed)
     index = pd.MultiIndex.from_product([[f"e{j:05d}" for j in range(K)], range(N)],
                                        names=["entity", "time"])
     return pd.DataFrame({"y": y.ravel(), "x1": x1.ravel(), "x2": x2.ravel()}, index=index)
+
+
+def child_fit(case: str, K: int, N: int) -> dict:
+    """``fit_arrays`` or alsgls on the same arrays: best of 3 after a warm-up."""
+    import numpy as np
+
+    x1, x2, y = _arrays(K, N)
+    Xs = [np.column_stack([np.ones(N), x1[j], x2[j]]) for j in range(K)]
+    Y = np.ascontiguousarray(y.T)
+    if case == "alsgls":
+        from alsgls import als_gls
+
+        def run():
+            return als_gls(Xs, Y, 4)
+    else:
+        from lowrank_sur import fit_arrays
+
+        def run():
+            return fit_arrays(Xs, Y, 4)
+    run()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return {"case": case, "K": K, "N": N, "fit": min(times), "times": times}
 
 
 def child(case: str, K: int, N: int) -> dict:
@@ -48,6 +86,9 @@ def child(case: str, K: int, N: int) -> dict:
     import resource
 
     import numpy as np
+
+    if case in ("fit", "alsgls"):
+        return child_fit(case, K, N)
 
     from lowrank_sur import LowRankSUR
 
@@ -82,23 +123,32 @@ def child(case: str, K: int, N: int) -> dict:
             "finite_bse": bool(np.isfinite(bse).all())}
 
 
-def run(grid, rounds: int) -> list[dict]:
+def _line(rec: dict) -> str:
+    if rec["case"] in ("fit", "alsgls"):
+        return f"{rec['case']:>6} K={rec['K']:>6} N={rec['N']:>4} fit {rec['fit']:7.3f} s"
+    return (f"{rec['case']:>6} K={rec['K']:>6} N={rec['N']:>4} build {rec['build']:7.2f} s  "
+            f"fit {rec['fit']:6.2f} s  bse {rec['bse']:6.2f} s  total {rec['total']:6.2f} s  "
+            f"peak {rec['peak_rss_gb']:.2f} GB")
+
+
+def run(grid, rounds: int, alsgls_python: str | None = None) -> list[dict]:
     records = []
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     for r in range(rounds):
         for case, K, N in grid:
+            if case == "alsgls" and not alsgls_python:
+                continue
             load = os.getloadavg()[0]
+            python = alsgls_python if case == "alsgls" else sys.executable
             out = subprocess.run(
-                [sys.executable, __file__, "--child", f"{case},{K},{N}"],
+                [python, __file__, "--child", f"{case},{K},{N}"],
                 capture_output=True, text=True, env=env, check=True,
             )
             rec = json.loads(out.stdout.strip().splitlines()[-1])
             rec.update(round=r, load=load)
             records.append(rec)
-            print(f"{case:>6} K={K:>6} N={N:>4} build {rec['build']:7.2f} s  fit "
-                  f"{rec['fit']:6.2f} s  bse {rec['bse']:6.2f} s  total {rec['total']:6.2f} s"
-                  f"  peak {rec['peak_rss_gb']:.2f} GB  load {load:.2f}", flush=True)
+            print(f"{_line(rec)}  load {load:.2f}", flush=True)
     return records
 
 
@@ -107,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one round (tests)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2)")
     ap.add_argument("--output", help="write the records as JSON")
+    ap.add_argument("--alsgls-python", help="interpreter with alsgls (the alsgls case)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -114,7 +165,7 @@ def main(argv=None) -> int:
         print(json.dumps(child(case, int(K), int(N))))
         return 0
     rounds = args.rounds or (1 if args.quick else 2)
-    records = run(QUICK if args.quick else GRID, rounds)
+    records = run(QUICK if args.quick else GRID, rounds, args.alsgls_python)
     if args.output:
         with open(args.output, "w") as fh:
             json.dump(records, fh, indent=1)
