@@ -9,7 +9,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .coefcov import get_cov_type
@@ -20,7 +19,6 @@ from .exceptions import (
     DataRemovedError,
     HeywoodWarning,
     IdentificationWarning,
-    SpecificationError,
     data_removed_message,
     external_stacklevel,
 )
@@ -29,53 +27,9 @@ from .newdata import exog_matrices
 from .options import FitOptions, check_int
 from .results import LowRankSURResults, LowRankSURResultsWrapper
 from .selection import CRITERIA, default_rank, information_criteria, n_free_params
-from .system import build_system
+from .system import build_system, eval_env_of, subset_rows
 
 __all__ = ["LowRankSUR"]
-
-
-def _eval_env(value) -> patsy.EvalEnvironment:
-    """The formulas' namespace: the frame that called the caller of this function.
-
-    ``value`` may be a :class:`patsy.EvalEnvironment` (used as is), an integer ``n``
-    (``n`` frames further up; 0 is the caller) or None (0).
-    """
-    if isinstance(value, patsy.EvalEnvironment):
-        return value
-    if value is None:
-        value = 0
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise TypeError(
-            "eval_env must be a patsy.EvalEnvironment or a number of frames above the "
-            f"caller (0 = the caller), got {value!r}"
-        )
-    return patsy.EvalEnvironment.capture(int(value) + 2)
-
-
-def _subset(data, subset):
-    """Rows of ``data`` selected by a boolean mask or by index labels."""
-    if not isinstance(data, pd.DataFrame):
-        data = pd.DataFrame(dict(data))
-    mask = np.asarray(subset)
-    if mask.dtype == bool and isinstance(subset, pd.Series) and not subset.index.equals(
-        data.index
-    ):
-        raise SpecificationError(
-            "subset is a boolean Series whose index differs from data's; align it first "
-            "(subset.reindex(data.index, fill_value=False))"
-        )
-    if mask.dtype == bool and mask.shape != (len(data),):
-        raise SpecificationError(
-            f"subset is a boolean mask of {mask.size} values but data has {len(data)} rows; "
-            "give one value per row (or index labels)"
-        )
-    try:
-        return data.loc[mask] if mask.dtype == bool else data.loc[subset]
-    except KeyError as exc:
-        raise SpecificationError(
-            f"subset names rows that data does not have ({exc}); give a boolean mask or "
-            "labels of data.index"
-        ) from exc
 
 
 def _count_constants(Xs: list[np.ndarray], chunk: int = 256) -> int:
@@ -143,7 +97,7 @@ class LowRankSUR(LikelihoodModel):
     """
 
     def __init__(self, equations: Mapping, data=None, *, missing: str = "drop", **kwargs):
-        eval_env = _eval_env(kwargs.pop("eval_env", None))
+        eval_env = eval_env_of(kwargs.pop("eval_env", None))
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s): {sorted(kwargs)}")
         self._setup(build_system(equations, data, missing=missing, eval_env=eval_env))
@@ -199,8 +153,8 @@ class LowRankSUR(LikelihoodModel):
             Passed to :class:`LowRankSUR` (``missing``).
         """
         if subset is not None:
-            data = _subset(data, subset)
-        kwargs["eval_env"] = _eval_env(kwargs.get("eval_env"))
+            data = subset_rows(data, subset)
+        kwargs["eval_env"] = eval_env_of(kwargs.get("eval_env"))
         return cls(formulas, data, *args, **kwargs)
 
     @classmethod
@@ -246,7 +200,7 @@ class LowRankSUR(LikelihoodModel):
         """
         from .panel import build_panel_system
 
-        system = build_panel_system(formula, data, missing=missing, eval_env=_eval_env(eval_env))
+        system = build_panel_system(formula, data, missing=missing, eval_env=eval_env_of(eval_env))
         model = cls.__new__(cls)
         model._setup(system)
         return model

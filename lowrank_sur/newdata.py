@@ -52,10 +52,6 @@ def new_exog(system, exog, transform: bool = True) -> tuple[list[np.ndarray], pd
             "exog is a Series; pass a DataFrame (for one row: df.iloc[[i]] or "
             "series.to_frame().T)"
         )
-    if isinstance(exog, pd.DataFrame) and transform and getattr(system, "panel", None):
-        from .panel import panel_exog
-
-        return panel_exog(system, exog)
     if isinstance(exog, pd.DataFrame) and transform:
         mats = [_formula_exog(system, j, exog) for j in range(len(system.equations))]
         return mats, exog.index

@@ -35,6 +35,8 @@ from .formula import (
     referenced_columns,
     transform_nan_rows,
 )
+from .rows import check_kept, report_dropped
+from .system import Equation, EquationSystem
 
 __all__ = ["PANEL_LABEL", "PanelInfo", "build_panel_system", "is_panel", "panel_exog",
            "panel_predict"]
@@ -61,6 +63,10 @@ class PanelInfo:
         self.spec = spec
         self.entities = entities
         self.index_names = list(index_names)
+
+    def new_exog(self, system, data) -> tuple[list[np.ndarray], pd.Index]:
+        """Per equation, its regressors at the times of new long data (wide layout)."""
+        return panel_exog(system, data)
 
 
 def _check_panel_data(data) -> pd.DataFrame:
@@ -201,8 +207,6 @@ def build_panel_system(formula: str, data, missing: str = "drop", eval_env=0):
     EquationSystem
         With ``panel`` set (a :class:`PanelInfo`).
     """
-    from .system import Equation, EquationSystem, check_kept, report_dropped
-
     if missing not in ("drop", "raise"):
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     if not isinstance(formula, str):

@@ -19,7 +19,6 @@ import pandas as pd
 import patsy
 
 from .exceptions import (
-    DroppedRowsWarning,
     PicklingWarning,
     SpecificationError,
     external_stacklevel,
@@ -30,14 +29,13 @@ from .formula import (
     formula_matrices,
     freeze_design,
     load_design,
-    plain_design,
-    plain_matrices,
-    plain_shape,
     referenced_columns,
     transform_nan_rows,
 )
 from .newdata import new_exog
 from .pairs import pair_arrays
+from .plain import PlainColumns, plain_design
+from .rows import Part, aligned_arrays, check_kept, complete_rows, report_dropped
 
 __all__ = ["Equation", "EquationSystem", "build_system"]
 
@@ -181,8 +179,11 @@ class EquationSystem:
     def new_exog(self, exog, transform: bool = True) -> tuple[list[np.ndarray], pd.Index | None]:
         """Regressor matrices of every equation for new data, and their row index.
 
-        See :func:`lowrank_sur.newdata.new_exog`.
+        See :func:`lowrank_sur.newdata.new_exog`; a panel model applies its one formula
+        to new long data (:meth:`lowrank_sur.panel.PanelInfo.new_exog`).
         """
+        if self.panel is not None and transform and isinstance(exog, pd.DataFrame):
+            return self.panel.new_exog(self, exog)
         return new_exog(self, exog, transform)
 
 
@@ -247,13 +248,6 @@ def _as_frame(data) -> pd.DataFrame:
     return frame
 
 
-def _check_finite(label: str, name: str, values: np.ndarray, what: str) -> None:
-    if np.any(np.isinf(values)):
-        raise SpecificationError(
-            f"equation {label!r}: {what} {name!r} contains inf; replace or drop those rows"
-        )
-
-
 def _formula_frame(equations: Mapping, labels: list[str], data) -> pd.DataFrame | None:
     if not any(isinstance(equations[lab], str) for lab in labels):
         return None
@@ -266,71 +260,14 @@ def _formula_frame(equations: Mapping, labels: list[str], data) -> pd.DataFrame 
     return _as_frame(data)
 
 
-@dataclass
-class _Part:
-    """One equation's response and regressors as float arrays on some of the data's rows.
-
-    ``pos`` holds the positions of those rows in the common index (None: every row, in
-    order); ``design_info`` is patsy's design for a formula equation.
-    """
-
-    y: np.ndarray
-    X: np.ndarray
-    pos: np.ndarray | None = None
-    design_info: object | None = None
-    plain: bool = False  # a formula of bare float columns, built without patsy
-
-
-class _PlainColumns:
-    """The float columns of the data that plain formulas read, taken from the frame once."""
-
-    def __init__(self, frame: pd.DataFrame, equations: Mapping, labels: list[str]) -> None:
-        self.dtypes = frame.dtypes.to_dict() if frame.columns.is_unique else None
-        self.shapes: dict[str, tuple] = {}
-        if self.dtypes is None:
-            return
-        wanted: dict[str, None] = {}
-        for lab in labels:
-            spec = equations[lab]
-            found = plain_shape(spec) if isinstance(spec, str) else None
-            if found is not None and all(self._is_float(n) for n in found[1]):
-                self.shapes[lab] = found
-                wanted.update(dict.fromkeys(found[1]))
-        self.position = {name: i for i, name in enumerate(wanted)}
-        self.values = (np.asfortranarray(frame[list(wanted)].to_numpy(dtype=float))
-                       if wanted else None)
-        self.n_rows = len(frame)
-        self._type_names: dict = {}
-
-    def _is_float(self, name: str) -> bool:
-        dtype = self.dtypes.get(name)
-        return (dtype is not None and not isinstance(dtype, pd.api.extensions.ExtensionDtype)
-                and dtype.kind == "f")
-
-    def column(self, name: str) -> np.ndarray:
-        """The values of column ``name``."""
-        return self.values[:, self.position[name]]
-
-    def part(self, lab: str, spec: str):
-        """Equation ``lab`` without a patsy call, or None when its formula is not plain.
-
-        Its rows keep their missing values (as a pair's do) and its patsy design is
-        built when first needed (:meth:`EquationSystem.design_info`).
-        """
-        found = self.shapes.get(lab)
-        if found is None:
-            return None
-        shape, names = found
-        y, X, col_names = plain_matrices(shape, names, self.column, self.n_rows, self.dtypes)
-        types = {}
-        for c in names:
-            dtype = self.dtypes[c]
-            if dtype not in self._type_names:
-                self._type_names[dtype] = str(dtype)
-            types[c] = (self._type_names[dtype], True)
-        eq = Equation(lab, names[shape.response], col_names, spec, columns=list(names),
-                      column_types=types)
-        return eq, _Part(y, X, plain=True)
+def _plain_part(plain: PlainColumns | None, lab: str, spec: str):
+    """Equation ``lab`` built without a patsy call (None when its formula is not plain)."""
+    built = plain.build(lab) if plain is not None else None
+    if built is None:
+        return None
+    dep, col_names, cols, types, y, X = built
+    eq = Equation(lab, dep, col_names, spec, columns=cols, column_types=types)
+    return eq, Part(y, X, plain=True)
 
 
 def _formula_part(lab: str, spec: str, frame: pd.DataFrame, eval_env):
@@ -339,21 +276,21 @@ def _formula_part(lab: str, spec: str, frame: pd.DataFrame, eval_env):
     eq = Equation(lab, str(y.columns[0]), [str(c) for c in X.columns], spec, columns=cols,
                   column_types=column_types(frame, cols))
     pos = None if len(X) == len(frame) else frame.index.get_indexer(X.index)
-    part = _Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), pos, X.design_info)
+    part = Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), pos, X.design_info)
     return eq, part
 
 
 def _collect(equations: Mapping, labels: list[str], frame, eval_env):
-    """Per equation: its :class:`Equation` and its arrays (:class:`_Part`); the row index."""
+    """Per equation: its :class:`Equation` and arrays (a :class:`Part`); the row index."""
     eqs: list[Equation] = []
-    parts: list[_Part] = []
-    plain = _PlainColumns(frame, equations, labels) if frame is not None else None
+    parts: list[Part] = []
+    plain = PlainColumns(frame, equations, labels) if frame is not None else None
     n_expected = len(frame) if frame is not None else None
     index_expected = frame.index if frame is not None else None
     for lab in labels:
         spec = equations[lab]
         if isinstance(spec, str):
-            found = plain.part(lab, spec)
+            found = _plain_part(plain, lab, spec)
             eq, part = found if found else _formula_part(lab, spec, frame, eval_env)
             eqs.append(eq)
             parts.append(part)
@@ -363,59 +300,10 @@ def _collect(equations: Mapping, labels: list[str], frame, eval_env):
         if index is not None:
             index_expected = index
         eqs.append(Equation(lab, dep, names))
-        parts.append(_Part(y, X))
+        parts.append(Part(y, X))
     if index_expected is None:
         index_expected = pd.RangeIndex(n_expected)
     return eqs, parts, index_expected
-
-
-def _check_values(e: Equation, yv: np.ndarray, Xv: np.ndarray) -> np.ndarray:
-    """Rows of one equation with no missing value (after the inf and constant checks)."""
-    if np.isfinite(yv).all() and np.isfinite(Xv).all():
-        ok = None
-    else:
-        _check_finite(e.label, e.dep_name, yv, "response")
-        inf_cols = np.flatnonzero(np.isinf(Xv).any(axis=0))
-        if inf_cols.size:
-            _check_finite(e.label, e.exog_names[inf_cols[0]], Xv[:, inf_cols[0]], "regressor")
-        ok = ~np.isnan(yv) & ~np.isnan(Xv).any(axis=1)
-    finite_y = yv if ok is None else yv[~np.isnan(yv)]
-    if finite_y.size > 1 and finite_y.max() == finite_y.min():
-        raise SpecificationError(
-            f"equation {e.label!r}: the response {e.dep_name!r} is constant "
-            f"({float(finite_y[0])!r} in every row); its error variance is zero and the "
-            "likelihood is unbounded. Drop the equation"
-        )
-    return ok
-
-
-def _complete_rows(eqs, parts, n_rows: int) -> np.ndarray:
-    """Rows with no missing value in any equation (after the inf and constant checks).
-
-    Formula matrices hold only their complete rows (patsy drops the others); pairs hold
-    every row, with NaN where values are missing.
-    """
-    keep = np.ones(n_rows, dtype=bool)
-    for e, part in zip(eqs, parts):
-        ok = _check_values(e, part.y, part.X)
-        if ok is None and part.pos is None:
-            continue
-        complete = np.zeros(n_rows, dtype=bool)
-        if part.pos is None:
-            complete[:] = ok
-        else:
-            complete[part.pos] = True if ok is None else ok
-        if not complete.any():
-            raise SpecificationError(
-                f"equation {e.label!r}: every row has a missing value in its variables "
-                f"({e.formula!r} or its endog/exog), so no observation is left; check "
-                "those columns"
-                if e.formula is not None else
-                f"equation {e.label!r}: every row has a missing value in its endog or exog, "
-                "so no observation is left"
-            )
-        keep &= complete
-    return keep
 
 
 def _report_transform_nans(eqs, parts, frame, missing: str) -> None:
@@ -434,20 +322,6 @@ def _report_transform_nans(eqs, parts, frame, missing: str) -> None:
     report_dropped(notes, missing)
 
 
-def report_dropped(notes: list[str], missing: str) -> None:
-    """Warn (or raise, with ``missing="raise"``) about rows the transforms made missing."""
-    if not notes:
-        return
-    if missing == "raise":
-        raise SpecificationError("; ".join(notes) + "; missing='raise' refuses them: fix the "
-                                 "data or the formula, or use missing='drop'")
-    warnings.warn(
-        "; ".join(notes) + "; these rows are dropped from every equation (see n_dropped)",
-        DroppedRowsWarning,
-        stacklevel=external_stacklevel(),
-    )
-
-
 def _rebuild_formulas(eqs, parts, formula_data, eval_env) -> None:
     """Rebuild the formula designs on the kept rows.
 
@@ -463,7 +337,7 @@ def _rebuild_formulas(eqs, parts, formula_data, eval_env) -> None:
                     "kept for estimation when evaluated on them alone; compute the "
                     "transformed columns in the data first"
                 )
-            parts[i] = _Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), None,
+            parts[i] = Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), None,
                              X.design_info)
             e.exog_names = [str(c) for c in X.columns]
 
@@ -476,30 +350,48 @@ def _formula_data(eqs, frame: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
     return frame.loc[rows, list(cols)].copy(deep=True)
 
 
-def check_kept(n_dropped: int, keep: np.ndarray, missing: str) -> None:
-    """Refuse dropped rows with ``missing="raise"``, and a system with no row left."""
-    if n_dropped and missing == "raise":
-        raise SpecificationError(
-            f"{n_dropped} rows have missing values and missing='raise'; use missing='drop'"
+def eval_env_of(value) -> patsy.EvalEnvironment:
+    """The formulas' namespace: the frame that called the caller of this function.
+
+    ``value`` may be a :class:`patsy.EvalEnvironment` (used as is), an integer ``n``
+    (``n`` frames further up; 0 is the caller) or None (0).
+    """
+    if isinstance(value, patsy.EvalEnvironment):
+        return value
+    if value is None:
+        value = 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise TypeError(
+            "eval_env must be a patsy.EvalEnvironment or a number of frames above the "
+            f"caller (0 = the caller), got {value!r}"
         )
-    if not keep.any():
-        raise SpecificationError(
-            "every row has a missing value in some equation's variables, so no observation "
-            "is left; check the columns with many NaNs"
-        )
+    return patsy.EvalEnvironment.capture(int(value) + 2)
 
 
-def aligned_arrays(parts, keep: np.ndarray, n_dropped: int):
-    """The N x K responses and the K regressor matrices on the kept rows (own copies)."""
-    n_kept = int(keep.sum())
-    endog = np.empty((n_kept, len(parts)))
-    exog = []
-    for j, part in enumerate(parts):
-        full = part.y.shape[0] == n_kept  # formula designs rebuilt on the kept rows
-        endog[:, j] = part.y if full else part.y[keep]
-        exog.append(part.X if full and part.X.flags.owndata else
-                    np.array(part.X if full else part.X[keep], dtype=float))
-    return endog, exog
+def subset_rows(data, subset):
+    """Rows of ``data`` selected by a boolean mask or by index labels."""
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(dict(data))
+    mask = np.asarray(subset)
+    if mask.dtype == bool and isinstance(subset, pd.Series) and not subset.index.equals(
+        data.index
+    ):
+        raise SpecificationError(
+            "subset is a boolean Series whose index differs from data's; align it first "
+            "(subset.reindex(data.index, fill_value=False))"
+        )
+    if mask.dtype == bool and mask.shape != (len(data),):
+        raise SpecificationError(
+            f"subset is a boolean mask of {mask.size} values but data has {len(data)} rows; "
+            "give one value per row (or index labels)"
+        )
+    try:
+        return data.loc[mask] if mask.dtype == bool else data.loc[subset]
+    except KeyError as exc:
+        raise SpecificationError(
+            f"subset names rows that data does not have ({exc}); give a boolean mask or "
+            "labels of data.index"
+        ) from exc
 
 
 def build_system(
@@ -531,7 +423,7 @@ def build_system(
     labels = _check_labels(equations)
     frame = _formula_frame(equations, labels, data)
     eqs, parts, index = _collect(equations, labels, frame, eval_env)
-    keep = _complete_rows(eqs, parts, len(index))
+    keep = complete_rows(eqs, parts, len(index))
     n_dropped = int((~keep).sum())
     if frame is not None:
         _report_transform_nans(eqs, parts, frame, missing)

@@ -141,14 +141,14 @@ def test_plain_formulas_build_exactly_what_patsy_builds(template, monkeypatch):
     import pickle
 
     from lowrank_sur import LowRankSUR
-    from lowrank_sur import system as system_mod
+    from lowrank_sur import plain as plain_mod
 
     rng = np.random.default_rng(3)
     df = _wide_frame(rng)
     eqs = {f"e{j}": template.format(j=j) for j in range(5)}
     fast = LowRankSUR(eqs, df)
     assert all(p is None for p in [e.design_info for e in fast.system.equations])
-    monkeypatch.setattr(system_mod, "plain_shape", lambda formula: None)
+    monkeypatch.setattr(plain_mod, "plain_shape", lambda formula: None)
     slow = LowRankSUR(eqs, df)
     monkeypatch.undo()
     assert fast.param_names == slow.param_names
@@ -169,7 +169,7 @@ def test_plain_formulas_build_exactly_what_patsy_builds(template, monkeypatch):
 
 
 def test_formulas_that_are_not_plain_go_through_patsy():
-    from lowrank_sur.formula import plain_shape
+    from lowrank_sur.plain import plain_shape
 
     assert plain_shape("y ~ a + b:c - 1") is not None
     for f in ["y ~ np.log(a)", "y ~ C(g)", 'y ~ Q("a b")', "y ~ I(a ** 2)", "y + z ~ a",
