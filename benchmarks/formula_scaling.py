@@ -156,14 +156,56 @@ def run(grid, rounds: int, alsgls_python: str | None = None) -> list[dict]:
     return records
 
 
+def render(records: list[dict]) -> str:
+    """Markdown tables: per case, the median over rounds (and the range) of each time."""
+    import statistics
+
+    def cell(recs, get, fmt="{:.2f}"):
+        vals = [get(r) for r in recs]
+        med = statistics.median(vals)
+        return fmt.format(med) + (f" ({fmt.format(min(vals))}-{fmt.format(max(vals))})"
+                                  if len(vals) > 1 else "")
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["case"], r["K"], r["N"]), []).append(r)
+    lines = ["| case | K | N | build [s] | fit [s] | all bse [s] | total [s] | build / fit "
+             "| peak RSS [GB] | CPU build / fit / bse [s] | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    fits = []
+    for (case, K, N), recs in groups.items():
+        load = cell(recs, lambda r: r["load"], "{:.1f}")
+        if case in ("fit", "alsgls"):
+            fits.append(f"| {case} | {K} | {N} | {cell(recs, lambda r: r['fit'], '{:.3f}')} "
+                        f"| {load} |")
+            continue
+        cpu = "{:.2f} / {:.2f} / {:.2f}".format(*(
+            statistics.median(r["cpu"][k] for r in recs) for k in ("build", "fit", "bse")))
+        lines.append(
+            f"| {case} | {K} | {N} | {cell(recs, lambda r: r['build'])} "
+            f"| {cell(recs, lambda r: r['fit'])} | {cell(recs, lambda r: r['bse'])} "
+            f"| {cell(recs, lambda r: r['total'])} "
+            f"| {cell(recs, lambda r: r['build'] / r['fit'])} "
+            f"| {cell(recs, lambda r: r['peak_rss_gb'])} | {cpu} | {load} |")
+    if fits:
+        lines += ["", "| case | K | N | fit, best of 3 [s] | load |", "|---|---|---|---|---|"]
+        lines += fits
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one round (tests)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2)")
     ap.add_argument("--output", help="write the records as JSON")
     ap.add_argument("--alsgls-python", help="interpreter with alsgls (the alsgls case)")
+    ap.add_argument("--render", metavar="JSON", help="only print the tables of an earlier run")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.render:
+        with open(args.render) as fh:
+            print(render(json.load(fh)))
+        return 0
     if args.child:
         case, K, N = args.child.split(",")
         print(json.dumps(child(case, int(K), int(N))))
@@ -173,6 +215,7 @@ def main(argv=None) -> int:
     if args.output:
         with open(args.output, "w") as fh:
             json.dump(records, fh, indent=1)
+    print(render(records))
     return 0
 
 
