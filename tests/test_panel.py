@@ -200,6 +200,10 @@ def test_pickle_keeps_predictions():
     np.testing.assert_array_equal(back.model.predict_panel(back.params, new).to_numpy(),
                                   res.model.predict_panel(res.params, new).to_numpy())
     np.testing.assert_array_equal(np.asarray(back.bse), np.asarray(res.bse))
+    expected = res.predict(new).to_numpy()
+    res.remove_data()  # the design is kept, the estimation data are not
+    assert res.model.system.formula_data is None
+    np.testing.assert_array_equal(res.predict(new).to_numpy(), expected)
 
 
 def test_from_panel_on_grunfeld_matches_the_wide_example():
