@@ -179,8 +179,10 @@ def render(records: list[dict]) -> str:
             fits.append(f"| {case} | {K} | {N} | {cell(recs, lambda r: r['fit'], '{:.3f}')} "
                         f"| {load} |")
             continue
+        timed = [r for r in recs if "cpu" in r]
         cpu = "{:.2f} / {:.2f} / {:.2f}".format(*(
-            statistics.median(r["cpu"][k] for r in recs) for k in ("build", "fit", "bse")))
+            statistics.median(r["cpu"][k] for r in timed) for k in ("build", "fit", "bse"))
+        ) if timed else "n/a"
         lines.append(
             f"| {case} | {K} | {N} | {cell(recs, lambda r: r['build'])} "
             f"| {cell(recs, lambda r: r['fit'])} | {cell(recs, lambda r: r['bse'])} "
