@@ -71,8 +71,7 @@ def _column_norms(Xc: np.ndarray) -> np.ndarray:
     scaled by its largest absolute value first.
     """
     sq = np.einsum("mnp,mnp->mp", Xc, Xc)
-    positive = sq[sq > 0]
-    if np.all(np.isfinite(sq)) and (positive.size == 0 or positive.min() > 1e-280):
+    if np.all(np.isfinite(sq)) and sq.min() > 1e-280:  # zero may be an underflow: rescale
         return np.sqrt(sq)
     big = np.max(np.abs(Xc), axis=1)  # per column: scaled, so no overflow
     safe = np.where(big > 0, big, 1.0)

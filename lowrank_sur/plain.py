@@ -87,30 +87,41 @@ def plain_shape(formula: str) -> tuple[PlainShape, list[str]] | None:
     return None if shape is None else (shape, names)
 
 
-def plain_matrices(shape: PlainShape, names: list[str], column, n_rows: int,
-                   dtypes: dict) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
-    """Response, regressors (every row, NaN kept) and column names of a plain formula.
+def _name_formats(shape: PlainShape) -> tuple[str, ...]:
+    """Patsy's column names of a shape as format strings of the formula's names."""
+    return tuple(_PLACEHOLDER.sub(lambda m: "{" + m.group(1) + "}", n) for n in shape.names)
 
-    ``column(name)`` returns a column's values (``n_rows`` floats). None when a name is
-    not a float column (``dtypes``: column -> dtype, for a frame with unique column
-    labels): integer, boolean, text or missing columns go through patsy and its checks.
+
+def plain_matrices(shape: PlainShape, values: np.ndarray, idx: np.ndarray):
+    """Responses and regressors of equations sharing one plain shape, built together.
+
+    Parameters
+    ----------
+    shape : PlainShape
+        Their shape.
+    values : ndarray, shape (N, M)
+        The data columns they read.
+    idx : ndarray of int, shape (E, n_names)
+        Per equation, the columns of ``values`` holding its names.
+
+    Returns
+    -------
+    y : ndarray, shape (E, N)
+    X : ndarray, shape (E, N, p)
+        Every row, NaN kept (missing rows are dropped for all equations later).
     """
-    for name in names:
-        dtype = dtypes.get(name)
-        if (dtype is None or isinstance(dtype, pd.api.extensions.ExtensionDtype)
-                or dtype.kind != "f"):
-            return None
-    values = [column(name) for name in names]
-    X = np.empty((n_rows, len(shape.columns)))
+    V = values[:, idx]  # (N, E, n_names)
+    E, N = idx.shape[0], values.shape[0]
+    X = np.empty((E, N, len(shape.columns)))
     for c, factors in enumerate(shape.columns):
         if not factors:
-            X[:, c] = 1.0
+            X[:, :, c] = 1.0
             continue
-        X[:, c] = values[factors[0]]
+        col = V[:, :, factors[0]].copy() if len(factors) > 1 else V[:, :, factors[0]]
         for f in factors[1:]:
-            X[:, c] *= values[f]
-    col_names = [_PLACEHOLDER.sub(lambda m: names[int(m.group(1))], n) for n in shape.names]
-    return np.array(values[shape.response], dtype=float), X, col_names
+            col *= V[:, :, f]
+        X[:, :, c] = col.T
+    return np.ascontiguousarray(V[:, :, shape.response].T), X
 
 
 def plain_design(formula: str, columns: list[str]):
@@ -125,52 +136,59 @@ def plain_design(formula: str, columns: list[str]):
 
 
 class PlainColumns:
-    """The float columns of the data that plain formulas read, taken from the frame once."""
+    """The equations with plain formulas, built together per formula shape.
 
-    def __init__(self, frame: pd.DataFrame, equations: Mapping, labels: list[str]) -> None:
+    The float columns they read are taken from the frame in one call; equations that
+    share a shape are built ``chunk`` at a time by :func:`plain_matrices`.
+    """
+
+    def __init__(self, frame: pd.DataFrame, equations: Mapping, labels: list[str],
+                 chunk: int = 1024) -> None:
         self.dtypes = frame.dtypes.to_dict() if frame.columns.is_unique else None
-        self.shapes: dict[str, tuple] = {}
+        self.built: dict[str, tuple] = {}
         if self.dtypes is None:
             return
+        groups: dict[PlainShape, list[tuple[str, list[str]]]] = {}
         wanted: dict[str, None] = {}
         for lab in labels:
             spec = equations[lab]
             found = plain_shape(spec) if isinstance(spec, str) else None
             if found is not None and all(self._is_float(n) for n in found[1]):
-                self.shapes[lab] = found
+                groups.setdefault(found[0], []).append((lab, found[1]))
                 wanted.update(dict.fromkeys(found[1]))
-        self.position = {name: i for i, name in enumerate(wanted)}
-        self.values = (np.asfortranarray(frame[list(wanted)].to_numpy(dtype=float))
-                       if wanted else None)
-        self.n_rows = len(frame)
-        self._type_names: dict = {}
+        if not wanted:
+            return
+        position = {name: i for i, name in enumerate(wanted)}
+        values = frame[list(wanted)].to_numpy(dtype=float)
+        type_names: dict = {}
+        for shape, members in groups.items():
+            formats = _name_formats(shape)
+            for lo in range(0, len(members), chunk):
+                part = members[lo : lo + chunk]
+                idx = np.array([[position[n] for n in names] for _, names in part])
+                Y, X = plain_matrices(shape, values, idx)
+                for e, (lab, names) in enumerate(part):
+                    types = {}
+                    for c in names:
+                        dtype = self.dtypes[c]
+                        if dtype not in type_names:
+                            type_names[dtype] = str(dtype)
+                        types[c] = (type_names[dtype], True)
+                    self.built[lab] = (names[shape.response],
+                                       [f.format(*names) for f in formats], list(names),
+                                       types, Y[e], X[e])
 
     def _is_float(self, name: str) -> bool:
         dtype = self.dtypes.get(name)
         return (dtype is not None and not isinstance(dtype, pd.api.extensions.ExtensionDtype)
                 and dtype.kind == "f")
 
-    def column(self, name: str) -> np.ndarray:
-        """The values of column ``name``."""
-        return self.values[:, self.position[name]]
-
     def build(self, lab: str):
         """Equation ``lab`` without a patsy call, or None when its formula is not plain.
 
         Returns the response name, the column names, the data columns read with their
-        dtypes (``column_types``), the response and the regressors. The rows keep their
-        missing values (as a pair's do); the patsy design is built when first needed
-        (:func:`plain_design`).
+        dtypes (``column_types``), the response and the regressors (views of the arrays
+        built for its shape). The rows keep their missing values (as a pair's do); the
+        patsy design is built when first needed (:func:`plain_design`).
         """
-        found = self.shapes.get(lab)
-        if found is None:
-            return None
-        shape, names = found
-        y, X, col_names = plain_matrices(shape, names, self.column, self.n_rows, self.dtypes)
-        types = {}
-        for c in names:
-            dtype = self.dtypes[c]
-            if dtype not in self._type_names:
-                self._type_names[dtype] = str(dtype)
-            types[c] = (self._type_names[dtype], True)
-        return names[shape.response], col_names, list(names), types, y, X
+        return self.built.get(lab)

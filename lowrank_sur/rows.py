@@ -127,6 +127,6 @@ def aligned_arrays(parts, keep: np.ndarray, n_dropped: int):
     for j, part in enumerate(parts):
         full = part.y.shape[0] == n_kept  # formula designs rebuilt on the kept rows
         endog[:, j] = part.y if full else part.y[keep]
-        exog.append(part.X if full and part.X.flags.owndata else
+        exog.append(part.X if full and (part.X.flags.owndata or part.plain) else
                     np.array(part.X if full else part.X[keep], dtype=float))
     return endog, exog
