@@ -64,6 +64,21 @@ def _validated_arrays(Xs: Sequence[np.ndarray], names: list[str]) -> list[np.nda
     return arrays
 
 
+def _column_norms(Xc: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the columns of a stack (m, N, p), without overflow or underflow.
+
+    The plain sum of squares when it is safely representable; otherwise each column is
+    scaled by its largest absolute value first.
+    """
+    sq = np.einsum("mnp,mnp->mp", Xc, Xc)
+    if np.all(np.isfinite(sq)) and sq.min() > 1e-280:  # zero may be an underflow: rescale
+        return np.sqrt(sq)
+    big = np.max(np.abs(Xc), axis=1)  # per column: scaled, so no overflow
+    safe = np.where(big > 0, big, 1.0)
+    scaled = Xc / safe[:, None, :]
+    return big * np.sqrt(np.einsum("mnp,mnp->mp", scaled, scaled))
+
+
 class SURDesign:
     """Per-equation QR factors of a SUR system.
 
@@ -151,10 +166,7 @@ class SURDesign:
         # |r_ii| / ||x_i|| is the sine of the angle between column i and the span of
         # the columns before it: (numerically) zero means column i is redundant.
         diag = np.abs(np.diagonal(r, axis1=1, axis2=2))
-        big = np.max(np.abs(Xc), axis=1)  # per column: scaled, so no overflow
-        safe = np.where(big > 0, big, 1.0)
-        colnorm = big * np.sqrt(np.einsum("mnp,mnp->mp", Xc / safe[:, None, :],
-                                          Xc / safe[:, None, :]))
+        colnorm = _column_norms(Xc)
         self._check_scale(members, colnorm, exog_names)
         bad = (diag <= COLLINEARITY_RTOL * colnorm) | (colnorm == 0)
         if not np.any(bad):

@@ -55,6 +55,12 @@ class _DropNA(patsy.NAAction):
         mask = np.isnan(values)
         return mask.any(axis=1) if mask.ndim > 1 else mask
 
+    def _handle_NA_drop(self, values, is_NAs, origins):
+        """Patsy's row drop, without copying every factor's values when nothing is missing."""
+        if not any(np.any(is_NA) for is_NA in is_NAs):
+            return list(values)
+        return super()._handle_NA_drop(values, is_NAs, origins)
+
 
 DROP_NA = _DropNA(on_NA="drop", NA_types=["None", "NaN"])
 

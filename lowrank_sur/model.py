@@ -8,7 +8,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-import patsy
 from statsmodels.base.model import LikelihoodModel
 
 from .bounded import check_bounded
@@ -18,14 +17,12 @@ from .coefcov.smallsample import debiased_record
 from .constraints import parse_constraints
 from .covariance import DenseCovariance, LowRankCovariance
 from .design import SURDesign
-from .equations import has_constant
 from .exceptions import (
     ConvergenceWarning,
     DataRemovedError,
     HeywoodWarning,
     IdentificationWarning,
     RankSelectionWarning,
-    SpecificationError,
     data_removed_message,
     external_stacklevel,
 )
@@ -46,53 +43,27 @@ from .selection import (
     n_free_params,
     residual_eigenvalues,
 )
-from .system import build_system
+from .system import build_system, eval_env_of, subset_rows
 
 __all__ = ["LowRankSUR"]
 
 
-def _eval_env(value) -> patsy.EvalEnvironment:
-    """The formulas' namespace: the frame that called the caller of this function.
+def _count_constants(Xs: list[np.ndarray], chunk: int = 256) -> int:
+    """How many equations have a constant non-zero column (an intercept, whatever its value).
 
-    ``value`` may be a :class:`patsy.EvalEnvironment` (used as is), an integer ``n``
-    (``n`` frames further up; 0 is the caller) or None (0).
+    Equations with the same shape are checked together, ``chunk`` at a time.
     """
-    if isinstance(value, patsy.EvalEnvironment):
-        return value
-    if value is None:
-        value = 0
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise TypeError(
-            "eval_env must be a patsy.EvalEnvironment or a number of frames above the "
-            f"caller (0 = the caller), got {value!r}"
-        )
-    return patsy.EvalEnvironment.capture(int(value) + 2)
-
-
-def _subset(data, subset):
-    """Rows of ``data`` selected by a boolean mask or by index labels."""
-    if not isinstance(data, pd.DataFrame):
-        data = pd.DataFrame(dict(data))
-    mask = np.asarray(subset)
-    if mask.dtype == bool and isinstance(subset, pd.Series) and not subset.index.equals(
-        data.index
-    ):
-        raise SpecificationError(
-            "subset is a boolean Series whose index differs from data's; align it first "
-            "(subset.reindex(data.index, fill_value=False))"
-        )
-    if mask.dtype == bool and mask.shape != (len(data),):
-        raise SpecificationError(
-            f"subset is a boolean mask of {mask.size} values but data has {len(data)} rows; "
-            "give one value per row (or index labels)"
-        )
-    try:
-        return data.loc[mask] if mask.dtype == bool else data.loc[subset]
-    except KeyError as exc:
-        raise SpecificationError(
-            f"subset names rows that data does not have ({exc}); give a boolean mask or "
-            "labels of data.index"
-        ) from exc
+    count = 0
+    shapes: dict[tuple, list[int]] = {}
+    for j, X in enumerate(Xs):
+        if X.shape[0] and X.shape[1]:
+            shapes.setdefault(X.shape, []).append(j)
+    for members in shapes.values():
+        for lo in range(0, len(members), chunk):
+            S = np.stack([Xs[j] for j in members[lo : lo + chunk]])  # (m, N, p)
+            const = (S[:, 0] != 0) & (S.max(axis=1) == S.min(axis=1))
+            count += int(const.any(axis=1).sum())
+    return count
 
 
 def _fingerprint(Y: np.ndarray) -> str:
@@ -142,10 +113,13 @@ class LowRankSUR(LikelihoodModel):
     """
 
     def __init__(self, equations: Mapping, data=None, *, missing: str = "drop", **kwargs):
-        eval_env = _eval_env(kwargs.pop("eval_env", None))
+        eval_env = eval_env_of(kwargs.pop("eval_env", None))
         if kwargs:
             raise TypeError(f"unexpected keyword argument(s): {sorted(kwargs)}")
-        system = build_system(equations, data, missing=missing, eval_env=eval_env)
+        self._setup(build_system(equations, data, missing=missing, eval_env=eval_env))
+
+    def _setup(self, system) -> None:
+        """The model of an :class:`~lowrank_sur.system.EquationSystem`: design, names, counts."""
         self.system = system
         super().__init__(system.endog, None, missing="none")
         names = system.param_names
@@ -166,7 +140,7 @@ class LowRankSUR(LikelihoodModel):
         self.nobs = self.design.nobs
         self.n_dropped = system.n_dropped
         self.k_params = self.design.k_params
-        self.k_constant = sum(has_constant(X) for X in system.exog)
+        self.k_constant = _count_constants(system.exog)
         self.df_model = self.k_params - self.k_constant
         self.df_resid = self.nobs * self.k_eqs - self.k_params
         self._Y = system.endog.to_numpy()
@@ -195,9 +169,79 @@ class LowRankSUR(LikelihoodModel):
             Passed to :class:`LowRankSUR` (``missing``).
         """
         if subset is not None:
-            data = _subset(data, subset)
-        kwargs["eval_env"] = _eval_env(kwargs.get("eval_env"))
+            data = subset_rows(data, subset)
+        kwargs["eval_env"] = eval_env_of(kwargs.get("eval_env"))
         return cls(formulas, data, *args, **kwargs)
+
+    @classmethod
+    def from_panel(cls, formula: str, data, *, missing: str = "drop", eval_env=None):
+        """One equation per entity of a long panel, all with the same formula.
+
+        Parameters
+        ----------
+        formula : str
+            A patsy formula (every term patsy allows: ``C()``, transforms,
+            interactions), evaluated by one patsy call on the long frame.
+        data : DataFrame
+            Long data with an (entity, time) MultiIndex (linearmodels' panel
+            convention): one equation per entity, one observation per time.
+        missing : {"drop", "raise"}
+            A time at which some entity has a missing value or no row is dropped for
+            every entity (as the dict-of-formulas path does), or raises.
+        eval_env : patsy.EvalEnvironment or int, optional
+            Where the formula looks up functions (default: the caller's namespace).
+
+        Returns
+        -------
+        LowRankSUR
+            Equation labels ``str(entity)`` (entities sorted), rows the sorted times,
+            parameter names ``"{entity}_{column}"``.
+
+        Notes
+        -----
+        Stateful transforms (``center``, ``standardize``, ``C()`` levels, spline
+        knots) are learned once on the pooled estimation sample, so every entity uses
+        the same transform; see :mod:`lowrank_sur.panel`. ``results.predict(long_df)``
+        returns the wide times x entities predictions (every entity at every time);
+        :meth:`predict_panel` one prediction per row of any long frame.
+
+        Examples
+        --------
+        >>> from statsmodels.datasets import grunfeld
+        >>> from lowrank_sur import LowRankSUR
+        >>> df = grunfeld.load_pandas().data.set_index(["firm", "year"])
+        >>> model = LowRankSUR.from_panel("invest ~ value + capital", df)
+        >>> model.k_eqs, model.nobs, model.param_names[:2]
+        (11, 20, ['General Motors_Intercept', 'General Motors_value'])
+        """
+        from .panel import build_panel_system
+
+        system = build_panel_system(formula, data, missing=missing, eval_env=eval_env_of(eval_env))
+        model = cls.__new__(cls)
+        model._setup(system)
+        return model
+
+    def predict_panel(self, params, data) -> pd.Series:
+        """Predictions for every row of new long data (a model from :meth:`from_panel`).
+
+        Parameters
+        ----------
+        params : array_like
+            All P coefficients (e.g. ``results.params``).
+        data : DataFrame
+            Long data with an (entity, time) MultiIndex and the columns the formula
+            reads; entities must be fitted ones, times and balance are free.
+
+        Returns
+        -------
+        Series
+            One prediction per row, indexed like ``data``.
+        """
+        from .panel import is_panel, panel_predict
+
+        if not is_panel(self.system):
+            raise TypeError("predict_panel needs a model built by LowRankSUR.from_panel")
+        return panel_predict(self.system, self._coefs(params), data)
 
     # --------------------------------------------------------------- names
     @property

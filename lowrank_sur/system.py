@@ -19,7 +19,6 @@ import pandas as pd
 import patsy
 
 from .exceptions import (
-    DroppedRowsWarning,
     PicklingWarning,
     SpecificationError,
     external_stacklevel,
@@ -35,6 +34,8 @@ from .formula import (
 )
 from .newdata import new_exog
 from .pairs import pair_arrays
+from .plain import PlainColumns, plain_design
+from .rows import Part, aligned_arrays, check_kept, complete_rows, report_dropped
 
 __all__ = ["Equation", "EquationSystem", "build_system"]
 
@@ -117,6 +118,7 @@ class EquationSystem:
     exog: list[np.ndarray]  # K arrays N x p_j
     n_dropped: int
     formula_data: pd.DataFrame | None = None  # copy of the columns the formulas use, rows used
+    panel: object | None = None  # panel.PanelInfo for LowRankSUR.from_panel
 
     @property
     def labels(self) -> list[str]:
@@ -136,6 +138,11 @@ class EquationSystem:
             shell.__dict__.update(e.__getstate__())  # the design as bytes (or its error)
             shells.append(shell)
         lost = [e.design_error for e in shells if e.design_info is None and e.design_error]
+        if self.panel is not None:
+            spec = object.__new__(type(self.panel.spec))
+            spec.__dict__.update(self.panel.spec.__getstate__())
+            if spec.design_info is None and spec.design_error:
+                lost.append(spec.design_error)
         if lost:
             more = f" (and {len(lost) - 2} more equations)" if len(lost) > 2 else ""
             warnings.warn(
@@ -158,6 +165,8 @@ class EquationSystem:
         eq = self.equations[j]
         if eq.formula is None:
             return None
+        if eq.design_info is None and eq.design_error is None:
+            eq.design_info = plain_design(eq.formula, eq.columns)  # a plain formula
         if eq.design_info is None:
             raise RuntimeError(
                 f"{eq.design_error or f'equation {eq.label!r}: its formula design is missing'}"
@@ -170,8 +179,11 @@ class EquationSystem:
     def new_exog(self, exog, transform: bool = True) -> tuple[list[np.ndarray], pd.Index | None]:
         """Regressor matrices of every equation for new data, and their row index.
 
-        See :func:`lowrank_sur.newdata.new_exog`.
+        See :func:`lowrank_sur.newdata.new_exog`; a panel model applies its one formula
+        to new long data (:meth:`lowrank_sur.panel.PanelInfo.new_exog`).
         """
+        if self.panel is not None and transform and isinstance(exog, pd.DataFrame):
+            return self.panel.new_exog(self, exog)
         return new_exog(self, exog, transform)
 
 
@@ -236,13 +248,6 @@ def _as_frame(data) -> pd.DataFrame:
     return frame
 
 
-def _check_finite(label: str, name: str, values: np.ndarray, what: str) -> None:
-    if np.any(np.isinf(values)):
-        raise SpecificationError(
-            f"equation {label!r}: {what} {name!r} contains inf; replace or drop those rows"
-        )
-
-
 def _formula_frame(equations: Mapping, labels: list[str], data) -> pd.DataFrame | None:
     if not any(isinstance(equations[lab], str) for lab in labels):
         return None
@@ -255,107 +260,76 @@ def _formula_frame(equations: Mapping, labels: list[str], data) -> pd.DataFrame 
     return _as_frame(data)
 
 
-def _formula_equation(lab: str, spec: str, frame: pd.DataFrame, eval_env):
+def _plain_part(plain: PlainColumns | None, lab: str, spec: str):
+    """Equation ``lab`` built without a patsy call (None when its formula is not plain)."""
+    built = plain.build(lab) if plain is not None else None
+    if built is None:
+        return None
+    dep, col_names, cols, types, y, X = built
+    eq = Equation(lab, dep, col_names, spec, columns=cols, column_types=types)
+    return eq, Part(y, X, plain=True)
+
+
+def _formula_part(lab: str, spec: str, frame: pd.DataFrame, eval_env):
     y, X = formula_matrices(lab, spec, frame, eval_env)
     cols = referenced_columns(lab, spec, frame.columns)
     eq = Equation(lab, str(y.columns[0]), [str(c) for c in X.columns], spec, columns=cols,
                   column_types=column_types(frame, cols))
-    return eq, y.iloc[:, 0], X
+    pos = None if len(X) == len(frame) else frame.index.get_indexer(X.index)
+    part = Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), pos, X.design_info)
+    return eq, part
 
 
 def _collect(equations: Mapping, labels: list[str], frame, eval_env):
-    """Per equation: its :class:`Equation`, response Series and regressor DataFrame."""
+    """Per equation: its :class:`Equation` and arrays (a :class:`Part`); the row index."""
     eqs: list[Equation] = []
-    ys: list[pd.Series] = []
-    Xs: list[pd.DataFrame] = []
+    parts: list[Part] = []
+    plain = PlainColumns(frame, equations, labels) if frame is not None else None
     n_expected = len(frame) if frame is not None else None
     index_expected = frame.index if frame is not None else None
     for lab in labels:
         spec = equations[lab]
         if isinstance(spec, str):
-            eq, y, X = _formula_equation(lab, spec, frame, eval_env)
+            found = _plain_part(plain, lab, spec)
+            eq, part = found if found else _formula_part(lab, spec, frame, eval_env)
             eqs.append(eq)
-            ys.append(y)
-            Xs.append(X)
+            parts.append(part)
             continue
         dep, names, y, X, index = pair_arrays(lab, spec, n_expected, index_expected)
         n_expected = y.shape[0]
-        if index is None:
-            index = index_expected if index_expected is not None else pd.RangeIndex(len(y))
-        index_expected = index
+        if index is not None:
+            index_expected = index
         eqs.append(Equation(lab, dep, names))
-        ys.append(pd.Series(y, index=index))
-        Xs.append(pd.DataFrame(X, index=index, columns=names))
-    return eqs, ys, Xs
+        parts.append(Part(y, X))
+    if index_expected is None:
+        index_expected = pd.RangeIndex(n_expected)
+    return eqs, parts, index_expected
 
 
-def _complete_rows(eqs, ys, Xs, index: pd.Index) -> np.ndarray:
-    """Rows with no missing value in any equation (after the inf and constant checks).
-
-    Formula matrices hold only their complete rows (patsy drops the others); pairs hold
-    every row, with NaN where values are missing.
-    """
-    keep = np.ones(len(index), dtype=bool)
-    for e, y, X in zip(eqs, ys, Xs):
-        yv, Xv = y.to_numpy(dtype=float), X.to_numpy(dtype=float)
-        _check_finite(e.label, e.dep_name, yv, "response")
-        for c, name in enumerate(e.exog_names):
-            _check_finite(e.label, name, Xv[:, c], "regressor")
-        finite_y = yv[~np.isnan(yv)]
-        if finite_y.size > 1 and np.ptp(finite_y) == 0:
-            raise SpecificationError(
-                f"equation {e.label!r}: the response {e.dep_name!r} is constant "
-                f"({float(finite_y[0])!r} in every row); its error variance is zero and the "
-                "likelihood is unbounded. Drop the equation"
-            )
-        complete = np.zeros(len(index), dtype=bool)
-        complete[index.get_indexer(y.index)] = ~np.isnan(yv) & ~np.any(np.isnan(Xv), axis=1)
-        if not complete.any():
-            raise SpecificationError(
-                f"equation {e.label!r}: every row has a missing value in its variables "
-                f"({e.formula!r} or its endog/exog), so no observation is left; check "
-                "those columns"
-                if e.formula is not None else
-                f"equation {e.label!r}: every row has a missing value in its endog or exog, "
-                "so no observation is left"
-            )
-        keep &= complete
-    return keep
-
-
-def _report_transform_nans(eqs, Xs, frame, missing: str) -> None:
+def _report_transform_nans(eqs, parts, frame, missing: str) -> None:
     """Warn (or raise) when transforms, not the data, create the missing values."""
     notes = []
-    for e, X in zip(eqs, Xs):
-        if e.formula is None:
+    for e, part in zip(eqs, parts):
+        if e.formula is None or part.pos is None:
             continue
-        made = int(transform_nan_rows(frame, e.columns, X.index).sum())
+        made = int(transform_nan_rows(frame, e.columns, frame.index[part.pos]).sum())
         if made:
             notes.append(
                 f"equation {e.label!r}: {made} of {len(frame)} rows are NaN after evaluating "
                 f"{e.formula!r} although the data have values there (e.g. the log of a "
                 "non-positive number)"
             )
-    if not notes:
-        return
-    if missing == "raise":
-        raise SpecificationError("; ".join(notes) + "; missing='raise' refuses them: fix the "
-                                 "data or the formula, or use missing='drop'")
-    warnings.warn(
-        "; ".join(notes) + "; these rows are dropped from every equation (see n_dropped)",
-        DroppedRowsWarning,
-        stacklevel=external_stacklevel(),
-    )
+    report_dropped(notes, missing)
 
 
-def _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env) -> None:
+def _rebuild_formulas(eqs, parts, formula_data, eval_env) -> None:
     """Rebuild the formula designs on the kept rows.
 
     Stateful transforms (centering, categorical levels) are then learned on the
     estimation sample.
     """
     for i, e in enumerate(eqs):
-        if e.formula is not None:
+        if e.formula is not None and not parts[i].plain:
             y, X = formula_matrices(e.label, e.formula, formula_data, eval_env)
             if len(X) != len(formula_data):  # pragma: no cover - transforms of the subset
                 raise SpecificationError(
@@ -363,16 +337,61 @@ def _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env) -> None:
                     "kept for estimation when evaluated on them alone; compute the "
                     "transformed columns in the data first"
                 )
-            ys[i], Xs[i] = y.iloc[:, 0], X
+            parts[i] = Part(y.to_numpy(dtype=float)[:, 0], X.to_numpy(dtype=float), None,
+                             X.design_info)
             e.exog_names = [str(c) for c in X.columns]
 
 
 def _formula_data(eqs, frame: pd.DataFrame, rows: pd.Index) -> pd.DataFrame:
     """A copy of the columns the formulas read, on the rows used."""
-    cols: list[str] = []
+    cols: dict[str, None] = {}
     for e in eqs:
-        cols.extend(c for c in e.columns if c not in cols)
-    return frame.loc[rows, cols].copy(deep=True)
+        cols.update(dict.fromkeys(e.columns))
+    return frame.loc[rows, list(cols)].copy(deep=True)
+
+
+def eval_env_of(value) -> patsy.EvalEnvironment:
+    """The formulas' namespace: the frame that called the caller of this function.
+
+    ``value`` may be a :class:`patsy.EvalEnvironment` (used as is), an integer ``n``
+    (``n`` frames further up; 0 is the caller) or None (0).
+    """
+    if isinstance(value, patsy.EvalEnvironment):
+        return value
+    if value is None:
+        value = 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise TypeError(
+            "eval_env must be a patsy.EvalEnvironment or a number of frames above the "
+            f"caller (0 = the caller), got {value!r}"
+        )
+    return patsy.EvalEnvironment.capture(int(value) + 2)
+
+
+def subset_rows(data, subset):
+    """Rows of ``data`` selected by a boolean mask or by index labels."""
+    if not isinstance(data, pd.DataFrame):
+        data = pd.DataFrame(dict(data))
+    mask = np.asarray(subset)
+    if mask.dtype == bool and isinstance(subset, pd.Series) and not subset.index.equals(
+        data.index
+    ):
+        raise SpecificationError(
+            "subset is a boolean Series whose index differs from data's; align it first "
+            "(subset.reindex(data.index, fill_value=False))"
+        )
+    if mask.dtype == bool and mask.shape != (len(data),):
+        raise SpecificationError(
+            f"subset is a boolean mask of {mask.size} values but data has {len(data)} rows; "
+            "give one value per row (or index labels)"
+        )
+    try:
+        return data.loc[mask] if mask.dtype == bool else data.loc[subset]
+    except KeyError as exc:
+        raise SpecificationError(
+            f"subset names rows that data does not have ({exc}); give a boolean mask or "
+            "labels of data.index"
+        ) from exc
 
 
 def build_system(
@@ -403,38 +422,22 @@ def build_system(
         raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
     labels = _check_labels(equations)
     frame = _formula_frame(equations, labels, data)
-    eqs, ys, Xs = _collect(equations, labels, frame, eval_env)
-    index = frame.index if frame is not None else ys[0].index
-    keep = _complete_rows(eqs, ys, Xs, index)
+    eqs, parts, index = _collect(equations, labels, frame, eval_env)
+    keep = complete_rows(eqs, parts, len(index))
     n_dropped = int((~keep).sum())
     if frame is not None:
-        _report_transform_nans(eqs, Xs, frame, missing)
-    if n_dropped and missing == "raise":
-        raise SpecificationError(
-            f"{n_dropped} rows have missing values and missing='raise'; use missing='drop'"
-        )
-    if not keep.any():
-        raise SpecificationError(
-            "every row has a missing value in some equation's variables, so no observation "
-            "is left; check the columns with many NaNs"
-        )
-    kept = index[keep]
+        _report_transform_nans(eqs, parts, frame, missing)
+    check_kept(n_dropped, keep, missing)
+    kept = index[keep] if n_dropped else index
     formula_data = None
     if frame is not None:
         formula_data = _formula_data(eqs, frame, kept)
         if n_dropped:
-            _rebuild_formulas(eqs, ys, Xs, formula_data, eval_env)
-        for e, X in zip(eqs, Xs):
-            if e.formula is not None:
-                e.design_info = X.design_info
+            _rebuild_formulas(eqs, parts, formula_data, eval_env)
+        for e, part in zip(eqs, parts):
+            if e.formula is not None and not part.plain:
+                e.design_info = part.design_info
                 freeze_design(e.design_info)
-
-    def rows(values: np.ndarray) -> np.ndarray:
-        # formula designs rebuilt on the kept rows already have len(kept) rows
-        return values if len(values) == len(kept) else values[keep]
-
-    endog = pd.DataFrame(
-        {e.label: rows(y.to_numpy(dtype=float)) for e, y in zip(eqs, ys)}, index=kept
-    )
-    exog = [np.array(rows(X.to_numpy(dtype=float)), dtype=float) for X in Xs]
+    endog, exog = aligned_arrays(parts, keep, n_dropped)
+    endog = pd.DataFrame(endog, index=kept, columns=labels)
     return EquationSystem(eqs, endog, exog, n_dropped, formula_data)

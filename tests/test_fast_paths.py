@@ -9,6 +9,7 @@ normal matrix; the Gram start values against a full SVD.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from lowrank_sur import LowRankCovariance, fit_arrays
@@ -116,3 +117,62 @@ def test_fits_and_standard_errors_run_with_one_blas_thread():
         after = blas_threads()
     assert seen and all(s == {1} for s in seen)
     assert before == after
+
+
+# ------------------------------------------------------------------ formula fast path
+def _wide_frame(rng, K=5, N=30):
+    cols = {}
+    f = rng.normal(size=N)  # one common factor in the errors
+    for j in range(K):
+        cols[f"x1_{j}"] = rng.normal(size=N)
+        cols[f"x2_{j}"] = rng.normal(size=N)
+        cols[f"y_{j}"] = 1.0 + cols[f"x1_{j}"] - cols[f"x2_{j}"] + f * (1 + j) + rng.normal(size=N)
+    df = pd.DataFrame(cols, index=pd.Index(range(100, 100 + N), name="t"))
+    df.iloc[3, 0] = np.nan  # missing values drop the rows for every equation
+    df.iloc[7, 5] = np.nan
+    return df
+
+
+PLAIN = ["y_{j} ~ x1_{j} + x2_{j}", "y_{j} ~ x1_{j} * x2_{j} - 1",
+         "y_{j} ~ x2_{j}:x1_{j} + x1_{j}"]
+
+
+@pytest.mark.parametrize("template", PLAIN)
+def test_plain_formulas_build_exactly_what_patsy_builds(template, monkeypatch):
+    import pickle
+
+    from lowrank_sur import LowRankSUR
+    from lowrank_sur import plain as plain_mod
+
+    rng = np.random.default_rng(3)
+    df = _wide_frame(rng)
+    eqs = {f"e{j}": template.format(j=j) for j in range(5)}
+    fast = LowRankSUR(eqs, df)
+    assert all(p is None for p in [e.design_info for e in fast.system.equations])
+    monkeypatch.setattr(plain_mod, "plain_shape", lambda formula: None)
+    slow = LowRankSUR(eqs, df)
+    monkeypatch.undo()
+    assert fast.param_names == slow.param_names
+    assert fast.n_dropped == slow.n_dropped == 2
+    pd.testing.assert_frame_equal(fast.system.endog, slow.system.endog)
+    for a, b in zip(fast.system.exog, slow.system.exog):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(fast.system.equations, slow.system.equations):
+        assert (a.dep_name, a.exog_names, sorted(a.columns), a.column_types) == (
+            b.dep_name, b.exog_names, sorted(b.columns), b.column_types)
+    res_f, res_s = fast.fit(rank=1), slow.fit(rank=1)
+    np.testing.assert_array_equal(np.asarray(res_f.params), np.asarray(res_s.params))
+    new = _wide_frame(np.random.default_rng(4)).dropna()
+    expected = res_s.predict(new)
+    pd.testing.assert_frame_equal(res_f.predict(new), expected)  # design built on demand
+    back = pickle.loads(pickle.dumps(LowRankSUR(eqs, df).fit(rank=1)))
+    pd.testing.assert_frame_equal(back.predict(new), expected, rtol=1e-12)
+
+
+def test_formulas_that_are_not_plain_go_through_patsy():
+    from lowrank_sur.plain import plain_shape
+
+    assert plain_shape("y ~ a + b:c - 1") is not None
+    for f in ["y ~ np.log(a)", "y ~ C(g)", 'y ~ Q("a b")', "y ~ I(a ** 2)", "y + z ~ a",
+              "y ~ a + f(b)"]:
+        assert plain_shape(f) is None, f
