@@ -73,7 +73,6 @@ KNOWN_BELOW: dict[tuple[int, str], str] = {
     (375, "als"): "fewobs N=12 K=5 k=3: gap 10.8; heywood [0, 1, 3], bf [1, 2, 4]",
     # new in this session (standardized start / tighter stopping rule), not yet analysed:
     # EM ends interior, so the floor search does not run; ALS reaches the maximum
-    (76, "em"): "sum_rank1 N=33 K=6 k=1: gap 2.31; heywood [], bf [1]",
 }
 
 

@@ -184,6 +184,7 @@ class _DaskSweeper(_Sweeper):
         st.resid = None
         self.s2 = st.floor / opts.d_floor
         self.sd = np.sqrt(self.s2)
+        self.prev_change: float | None = None  # the in-memory stopping rule's state
         self.log = log
 
     def __call__(self, A, F, D):

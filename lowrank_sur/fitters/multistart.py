@@ -40,6 +40,7 @@ of the others are dropped.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import warnings
 
 import numpy as np
@@ -161,8 +162,14 @@ def _candidates(first: FitRecord, fit, design, Y, rank, opts, n_extra: int):
 
 
 def _neighbour_sets(heywood, k_eqs: int, rank: int) -> list[tuple[int, ...]]:
-    """The sets of equations one swap, addition or release away from ``heywood``."""
+    """The sets of 1 to ``rank`` equations one swap, addition or release from ``heywood``.
+
+    From an interior fit (no equation on the floor) these are the single equations;
+    from more than ``rank`` equations on the floor, its subsets of ``rank``.
+    """
     H = set(int(j) for j in heywood)
+    if len(H) > rank:
+        return list(itertools.combinations(sorted(H), rank))
     out = []
     for i in sorted(H):
         out += [tuple(sorted(H - {i} | {j})) for j in range(k_eqs) if j not in H]
@@ -181,8 +188,7 @@ def _heywood_search(fit, design, Y, rank, quiet, runs: list) -> None:
     tried: set = set()
     best = runs[_best(runs)][0]
     for _ in range(HEYWOOD_ROUNDS):
-        if best.heywood.size == 0:
-            return
+        # from an interior fit too: its equations one at a time on the floor
         tried.add(tuple(int(j) for j in best.heywood))
         sets = [S for S in _neighbour_sets(best.heywood, design.k_eqs, rank)
                 if S not in tried][:HEYWOOD_MAX_STARTS]
