@@ -14,16 +14,17 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "core_scaling.py"
 
 
+def run_benchmark(script: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    """Run a benchmark script in a fresh interpreter (default BLAS threads); check it succeeds."""
+    proc = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
 def test_core_scaling_quick(tmp_path):
     out = tmp_path / "scaling.json"
-    proc = subprocess.run(
-        # the default BLAS configuration (the library limits its own threads)
-        [sys.executable, str(SCRIPT), "--quick", "--output", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_benchmark(SCRIPT, "--quick", "--output", str(out), timeout=120)
 
     table_rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
     als_lines = [line for line in table_rows if line.split("|")[2].strip() == "als"]
@@ -55,13 +56,7 @@ def test_core_scaling_quick(tmp_path):
 
 def test_bse_scaling_quick():
     script = SCRIPT.parent / "bse_scaling.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_benchmark(script, "--quick", timeout=120)
     rows = [line.split() for line in proc.stdout.splitlines()[2:] if line.strip()]
     assert [int(r[0]) for r in rows] == [100, 200]
     for K, P, _fit, t_bse, peak, _pxp, nans in rows:
@@ -72,13 +67,7 @@ def test_bse_scaling_quick():
 def test_default_threads_quick(tmp_path):
     """The default-threads benchmark runs both configurations and writes its tables."""
     script = SCRIPT.parent / "default_threads.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--output-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_benchmark(script, "--quick", "--output-dir", str(tmp_path), timeout=300)
     payload = json.loads((tmp_path / "default_threads.json").read_text())
     records = payload["records"]
     assert {r["mode"] for r in records} == {"default", "1 thread"}
@@ -101,13 +90,7 @@ def test_robust_bse_quick(tmp_path):
     """The robust-bse benchmark runs both parts and reports every cov_type."""
     script = SCRIPT.parent / "robust_bse.py"
     out = tmp_path / "robust.json"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--output", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_benchmark(script, "--quick", "--output", str(out), timeout=180)
     rows = json.loads(out.read_text())["rows"]
     large = [r for r in rows if r["part"] == "large"]
     assert sorted({r["k_eqs"] for r in large}) == [100, 200]
@@ -129,14 +112,8 @@ def test_dask_scaling_quick(tmp_path):
     pytest.importorskip("distributed")
     pytest.importorskip("zarr")
     out = tmp_path / "dask.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT.parent / "dask_scaling.py"), "--quick", "--output", str(out),
-         "--dir", str(tmp_path / "data")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_benchmark(SCRIPT.parent / "dask_scaling.py", "--quick", "--output", str(out),
+                         "--dir", str(tmp_path / "data"), timeout=600)
     rows = json.loads(out.read_text())["rows"]
     assert [r["k_eqs"] for r in rows] == [80, 160]
     for r in rows:
@@ -152,11 +129,7 @@ def test_dask_scaling_quick(tmp_path):
 def test_calibration_quick(tmp_path):
     """benchmarks/calibration.py --preset quick writes its JSON, markdown and plot."""
     script = SCRIPT.parent / "calibration.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--preset", "quick", "--output-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_benchmark(script, "--preset", "quick", "--output-dir", str(tmp_path), timeout=600)
     payload = json.loads((tmp_path / "calibration.json").read_text())
     (design,) = payload["designs"]
     assert (design["nobs"], design["k_eqs"], design["rank"]) == (40, 5, 1)
@@ -183,13 +156,7 @@ def test_calibration_quick(tmp_path):
 def test_multistart_quick(tmp_path):
     """benchmarks/multistart.py --quick: every configuration runs and extra starts never lose."""
     script = SCRIPT.parent / "multistart.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--output-dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_benchmark(script, "--quick", "--output-dir", str(tmp_path), timeout=300)
     payload = json.loads((tmp_path / "multistart.json").read_text())
     records = payload["records"]
     cases = list(dict.fromkeys(r["case"] for r in records))
