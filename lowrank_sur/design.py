@@ -17,7 +17,7 @@ import numpy as np
 
 from .threads import single_threaded
 
-__all__ = ["SURDesign", "CollinearityError"]
+__all__ = ["SURDesign", "CollinearityError", "constant_flags"]
 
 #: Relative size of ``|R_ii|`` (against the largest) below which columns are collinear.
 COLLINEARITY_RTOL = 1e-12
@@ -310,3 +310,31 @@ class SURDesign:
     def k_params(self) -> int:
         """Total number of regression coefficients P."""
         return int(self.p.sum())
+
+
+def constant_flags(Xs: list[np.ndarray], chunk: int = 256) -> np.ndarray:
+    """Per equation, whether some column is constant and non-zero (an intercept, any value).
+
+    Equations with the same shape are checked together, ``chunk`` at a time.
+
+    Parameters
+    ----------
+    Xs : list of ndarray
+        The N x p_j regressor matrices.
+
+    Returns
+    -------
+    ndarray of bool, shape (K,)
+    """
+    flags = np.zeros(len(Xs), dtype=bool)
+    shapes: dict[tuple, list[int]] = {}
+    for j, X in enumerate(Xs):
+        if X.shape[0] and X.shape[1]:
+            shapes.setdefault(X.shape, []).append(j)
+    for members in shapes.values():
+        for lo in range(0, len(members), chunk):
+            idx = members[lo : lo + chunk]
+            S = np.stack([Xs[j] for j in idx])  # (m, N, p)
+            const = (S[:, 0] != 0) & (S.max(axis=1) == S.min(axis=1))
+            flags[idx] = const.any(axis=1)
+    return flags

@@ -30,17 +30,10 @@ from statsmodels.regression._prediction import PredictionResults
 from .covariance import LowRankCovariance
 from .summary import check_alpha
 
-__all__ = ["EquationResults", "EquationResult", "SURPrediction", "SIGMA_MAX_K", "has_constant"]
+__all__ = ["EquationResults", "EquationResult", "SURPrediction", "SIGMA_MAX_K"]
 
 #: Largest K for which ``sigma`` and ``resid_corr`` build the K x K table.
 SIGMA_MAX_K = 2000
-
-
-def has_constant(X: np.ndarray) -> bool:
-    """Whether some column is constant and non-zero (an intercept, whatever its value)."""
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        return False
-    return bool(np.any((np.ptp(X, axis=0) == 0) & (X[0] != 0)))
 
 
 class EquationResult:
@@ -248,7 +241,7 @@ class EquationResults:
             self._require_data("per-equation R-squared")
             Y = self.model.system.endog.to_numpy()
             R = self.resid.to_numpy()
-            consts = np.array([has_constant(X) for X in self.model.system.exog], dtype=int)
+            consts = self.model.has_constant.astype(int)
             ssr = np.einsum("ij,ij->j", R, R)
             Yc = Y - Y.mean(axis=0)
             tss = np.where(consts == 1, np.einsum("ij,ij->j", Yc, Yc),

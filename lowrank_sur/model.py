@@ -16,7 +16,7 @@ from .coefcov.registry import check_cov_kwds as _check_cov_kwds
 from .coefcov.smallsample import debiased_record
 from .constraints import parse_constraints
 from .covariance import DenseCovariance, LowRankCovariance
-from .design import SURDesign
+from .design import SURDesign, constant_flags
 from .exceptions import (
     ConvergenceWarning,
     DataRemovedError,
@@ -46,24 +46,6 @@ from .selection import (
 from .system import build_system, eval_env_of, subset_rows
 
 __all__ = ["LowRankSUR"]
-
-
-def _count_constants(Xs: list[np.ndarray], chunk: int = 256) -> int:
-    """How many equations have a constant non-zero column (an intercept, whatever its value).
-
-    Equations with the same shape are checked together, ``chunk`` at a time.
-    """
-    count = 0
-    shapes: dict[tuple, list[int]] = {}
-    for j, X in enumerate(Xs):
-        if X.shape[0] and X.shape[1]:
-            shapes.setdefault(X.shape, []).append(j)
-    for members in shapes.values():
-        for lo in range(0, len(members), chunk):
-            S = np.stack([Xs[j] for j in members[lo : lo + chunk]])  # (m, N, p)
-            const = (S[:, 0] != 0) & (S.max(axis=1) == S.min(axis=1))
-            count += int(const.any(axis=1).sum())
-    return count
 
 
 def _fingerprint(Y: np.ndarray) -> str:
@@ -140,7 +122,9 @@ class LowRankSUR(LikelihoodModel):
         self.nobs = self.design.nobs
         self.n_dropped = system.n_dropped
         self.k_params = self.design.k_params
-        self.k_constant = _count_constants(system.exog)
+        #: per equation: whether it has a constant non-zero column (an intercept)
+        self.has_constant = constant_flags(system.exog)
+        self.k_constant = int(self.has_constant.sum())
         self.df_model = self.k_params - self.k_constant
         self.df_resid = self.nobs * self.k_eqs - self.k_params
         self._Y = system.endog.to_numpy()
