@@ -460,8 +460,18 @@ def fit_factor(
     follow. The better of the two points is returned. Everything is deterministic.
     """
     opts = replace(options or FactorOptions(), **kwargs)
+    return solve_factor(FactorProblem(R, F0.shape[1], floor, px=opts.px), F0, D0, opts)
+
+
+def solve_factor(prob: FactorProblem, F0: np.ndarray, D0: np.ndarray,
+                 opts: FactorOptions) -> FactorFit:
+    """:func:`fit_factor` on a built problem (its start check, EM, profile and choose stages).
+
+    ``prob`` may be any :class:`FactorProblem` (the distributed one of
+    :mod:`lowrank_sur.dask` runs it with ``opts.polish=False``: start check and EM only).
+    """
     k = F0.shape[1]
-    prob = FactorProblem(R, k, floor, px=opts.px)
+    floor = prob.floor
     D0 = np.maximum(D0, floor)
     if k == 0:
         D = np.maximum(prob.colss / prob.n, floor)

@@ -40,7 +40,7 @@ import numpy as np
 from dask.base import get_scheduler
 
 from ..covariance import LowRankCovariance, canonical_loadings, gaussian_llf
-from ..factor import EM_CYCLES, FactorFit, FactorOptions, FactorProblem, _em_stage
+from ..factor import EM_CYCLES, FactorFit, FactorOptions, FactorProblem, solve_factor
 from ..fitters.common import Progress, finish, ols_start
 from ..fitters.record import FitRecord
 from ..fitters.sweeps import _cycle, _Sweeper
@@ -143,19 +143,7 @@ def fit_factor_dask(R: DaskMatrix, F0: np.ndarray, D0: np.ndarray, floor: np.nda
                     options: FactorOptions) -> FactorFit:
     """:func:`~lowrank_sur.factor.fit_factor`'s start check and EM stage on distributed ``R``."""
     opts = replace(options, polish=False)
-    k = F0.shape[1]
-    prob = DaskFactorProblem(R, k, floor, px=opts.px)
-    D0 = np.maximum(D0, floor)
-    if k == 0:
-        D = np.maximum(prob.colss / prob.n, floor)
-        return FactorFit(F0, D, prob._llf_diag(D), 1, 1, True, 0, 0.0, "em")
-    F0 = np.array(F0, dtype=float)
-    stat = prob.stationarity(F0, D0, opts.gradient_tol)
-    if opts.done(stat, prob.K):
-        return FactorFit(F0, D0.copy(), prob.loglike(F0, D0), 0, 1, True, 0, stat[0], "start")
-    res, F, D, gmax = _em_stage(prob, F0, D0, opts)
-    return FactorFit(F, D, res.llf, res.iterations, res.evaluations, res.converged, 0, gmax,
-                     "em")
+    return solve_factor(DaskFactorProblem(R, F0.shape[1], floor, px=opts.px), F0, D0, opts)
 
 
 def _loglike(R: DaskMatrix, F: np.ndarray, D: np.ndarray) -> float:
