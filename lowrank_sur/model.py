@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 from statsmodels.base.model import LikelihoodModel
 
-from .bounded import check_bounded
 from .coefcov import get_cov_type
 from .coefcov.registry import check_cov_kwds as _check_cov_kwds
 from .coefcov.smallsample import debiased_record
@@ -18,30 +17,20 @@ from .constraints import parse_constraints
 from .covariance import DenseCovariance, LowRankCovariance
 from .design import SURDesign, constant_flags
 from .exceptions import (
-    ConvergenceWarning,
     DataRemovedError,
-    HeywoodWarning,
     IdentificationWarning,
-    RankSelectionWarning,
     data_removed_message,
-    external_stacklevel,
 )
 from .fitters import fit_design
 from .fitters.api import FULL_RANK
+from .fitters.rank_search import select_rank
 from .fullcov import coefficient_covariance
 from .newdata import exog_matrices
-from .options import FitOptions, check_int
+from .options import FitOptions
 from .results import LowRankSURResults, LowRankSURResultsWrapper
 from .selection import (
     CRITERIA,
-    choose_rank,
     default_rank,
-    exclusion_after_fit,
-    exclusion_before_fit,
-    factor_criteria,
-    information_criteria,
-    n_free_params,
-    residual_eigenvalues,
 )
 from .system import build_system, eval_env_of, subset_rows
 
@@ -413,7 +402,7 @@ class LowRankSUR(LikelihoodModel):
                 raise ValueError(
                     f"rank must be an integer, 'full', 'aic', 'bic' or None, got {rank!r}"
                 )
-            record, selection = self._select_rank(crit, max_rank, opts)
+            record, selection = select_rank(self.design, self._Y, crit, max_rank, opts)
         elif max_rank is not None:
             raise ValueError(
                 f"max_rank={max_rank!r} is used only by rank='aic' or rank='bic'; with "
@@ -436,95 +425,3 @@ class LowRankSUR(LikelihoodModel):
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection, fit_options=opts)
         return LowRankSURResultsWrapper(res)
-
-    def _max_rank(self, max_rank) -> int:
-        limit = min(self.k_eqs - 1, self.nobs - 1)
-        if max_rank is None:
-            return max(0, min(limit, 10))
-        max_rank = check_int("max_rank", max_rank, 0)
-        if max_rank > limit:
-            raise ValueError(
-                f"max_rank={max_rank} is too large: ranks must be below the number of "
-                f"equations K={self.k_eqs} and of observations N={self.nobs}; use at most "
-                f"max_rank={limit}"
-            )
-        return max_rank
-
-    def _select_rank(self, crit: str, max_rank, opts: FitOptions):
-        """Fit the candidate ranks; return the chosen fit's record and the comparison table.
-
-        Ranks past the Ledermann bound or with an unbounded likelihood are not fitted;
-        fitted ranks that did not converge or are degenerate are excluded (the
-        ``excluded`` column says why). ``ic_p1``, ``ic_p2`` and ``er`` come from the
-        OLS residuals (:func:`~lowrank_sur.selection.factor_criteria`).
-        """
-        top = self._max_rank(max_rank)
-        d, Y = self.design, self._Y
-        eigs = residual_eigenvalues(Y - d.fitted(d.ols(Y)))
-        factor_ic = factor_criteria(eigs, self.nobs, self.k_eqs, range(top + 1))
-        rows, records, caught = [], {}, {}
-        for k in range(top + 1):
-            df = n_free_params(self.k_params, self.k_eqs, k)
-            row = {"rank": k, "llf": np.nan, "df": df, "aic": np.nan, "bic": np.nan,
-                   **{c: v[k] for c, v in factor_ic.items()},
-                   "converged": pd.NA, "degenerate": pd.NA, "iterations": pd.NA,
-                   "heywood": pd.NA,
-                   "excluded": exclusion_before_fit(k, self.k_eqs, check_bounded(d, Y, k))}
-            if not row["excluded"]:
-                with warnings.catch_warnings(record=True) as got:
-                    warnings.simplefilter("always")
-                    rec = fit_design(d, Y, k, opts)
-                records[k] = rec
-                caught[k] = [w for w in got if not issubclass(w.category,
-                                                              IdentificationWarning)]
-                row.update(llf=rec.llf, **information_criteria(rec.llf, df, self.nobs),
-                           converged=rec.converged, degenerate=rec.degenerate,
-                           iterations=rec.iterations, heywood=len(rec.heywood),
-                           excluded=exclusion_after_fit(rec))
-            rows.append(row)
-        table = pd.DataFrame(rows).set_index("rank")
-        for col in ("iterations", "heywood"):
-            table[col] = table[col].astype("Int64")
-        for col in ("converged", "degenerate"):
-            table[col] = table[col].astype("boolean")
-        best = choose_rank(table, crit)
-        if best not in records:  # nothing eligible was fitted: rank 0 is always bounded
-            records[best] = fit_design(d, Y, best, opts)
-            caught[best] = []
-        table["selected"] = table.index == best
-        table.attrs["criterion"] = crit
-        _selection_warnings(crit, table, caught, best)
-        return records[best], table
-
-
-def _selection_warnings(crit: str, table: pd.DataFrame, caught: dict, best: int) -> None:
-    """Re-issue the selected fit's warnings; summarise the other candidates' in one."""
-    stacklevel = external_stacklevel()
-    for w in caught.get(best, []):
-        warnings.warn(str(w.message), w.category, stacklevel=stacklevel)
-    others = table.drop(index=best)
-    excluded = [int(k) for k in others.index[others["excluded"] != ""]]
-    heywood = [int(k) for k in others.index[(others["heywood"].fillna(0) > 0)
-                                            & (others["excluded"] == "")]]
-    if not excluded and not heywood:
-        return
-    parts = []
-    if excluded:
-        fitted = [k for k in excluded if not pd.isna(table.loc[k, "converged"])]
-        unconverged = [k for k in fitted if not table.loc[k, "converged"]]
-        parts.append(f"rank(s) {excluded} were excluded (" + "; ".join(
-            f"{k}: {table.loc[k, 'excluded'].split(' (')[0].split(':')[0]}"
-            for k in excluded) + ")")
-    if heywood:
-        parts.append(f"rank(s) {heywood} had Heywood cases")
-    category = HeywoodWarning
-    if excluded and unconverged:
-        category = ConvergenceWarning
-    elif excluded:
-        category = RankSelectionWarning
-    warnings.warn(
-        f"rank selection by {crit.upper()} chose rank {best}; among the other candidates "
-        f"{' and '.join(parts)}; see results.rank_selection",
-        category,
-        stacklevel=stacklevel,
-    )
