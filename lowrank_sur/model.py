@@ -12,6 +12,7 @@ from statsmodels.base.model import LikelihoodModel
 
 from .bounded import check_bounded
 from .coefcov import get_cov_type
+from .coefcov.fullcov import coefficient_covariance
 from .coefcov.registry import check_cov_kwds as _check_cov_kwds
 from .coefcov.smallsample import debiased_record
 from .constraints import parse_constraints
@@ -28,7 +29,6 @@ from .exceptions import (
 )
 from .fitters import fit_design
 from .fitters.api import FULL_RANK
-from .fullcov import coefficient_covariance
 from .newdata import exog_matrices
 from .options import FitOptions, check_int
 from .results import LowRankSURResults, LowRankSURResultsWrapper

@@ -12,13 +12,13 @@ from statsmodels.iolib.summary import Summary
 
 from . import factor_report, plotting
 from .coefcov import CoefCovEstimator, get_cov_type
+from .coefcov.fullcov import coefficient_covariance
 from .coefcov.registry import check_cov_kwds
 from .coefcov.stored import StoredCovariance
 from .covariance import LowRankCovariance
 from .equations import EquationResults
 from .exceptions import DataRemovedError, data_removed_message
 from .fitters import FitRecord
-from .fullcov import coefficient_covariance
 from .hypotheses import RestrictionTests
 from .options import FitOptions
 from .selection import information_criteria, n_free_params

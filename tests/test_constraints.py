@@ -240,9 +240,9 @@ def test_constrained_als_builds_no_p_by_p_array():
     stay far below one P x P array (72 MB); the restrictions hold."""
     import tracemalloc
 
+    from lowrank_sur.coefcov.fullcov import coefficient_covariance
     from lowrank_sur.design import SURDesign
     from lowrank_sur.fitters import fit_design
-    from lowrank_sur.fullcov import coefficient_covariance
 
     K = 1000
     sim = simulate_sur(nobs=200, k_eqs=K, n_exog=3, rank=2, seed=0)

@@ -1,19 +1,20 @@
-"""The coefficient covariance of fits the registered estimators do not cover yet.
+"""The coefficient covariance the model builds after a fit (:func:`coefficient_covariance`).
 
-:func:`coefficient_covariance` is what the model calls after a fit: the registered
-``cov_type`` estimator, except
+The registered ``cov_type`` estimator, except
 
 * for an unrestricted Sigma (``rank="full"``, a
   :class:`~lowrank_sur.covariance.DenseCovariance`), where ``"nonrobust"`` is
   :class:`DenseNonrobustCovariance`: ``(X'(Sigma^{-1} kron I) X)^{-1}`` through the dense
   P x P normal matrix (K < N, small systems);
-* for a fit with constraints imposed, where the covariance is the restricted one
-  (:class:`~lowrank_sur.constraints.ConstrainedCoefCov`).
+* for a fit with constraints imposed, where the covariance is the restricted one:
+  ``V - V R' (R V R')^{-1} R V`` for ``"nonrobust"``
+  (:class:`~lowrank_sur.constraints.ConstrainedCoefCov`) and the sandwich with the
+  constrained estimator's bread for ``HC0``/``HC1``, ``HAC`` and ``cluster``
+  (:class:`~lowrank_sur.constraints.ConstrainedSandwich`); ``"bootstrap"`` refits
+  without the constraints and is refused.
 
-The sandwich types (``HC0``/``HC1``, ``HAC``, ``cluster``) work with an unrestricted
-Sigma as they are (they need only the :class:`~lowrank_sur.covariance.Covariance`
-protocol); with constraints imposed they raise ``NotImplementedError`` (the restricted
-sandwich is not built yet).
+The sandwich types work with an unrestricted Sigma as they are (they need only the
+:class:`~lowrank_sur.covariance.Covariance` protocol).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from .coefcov import get_cov_type
-from .coefcov.nonrobust import NonrobustCovariance
-from .constraints import ConstrainedCoefCov
-from .covariance import DenseCovariance
-from .gls import dense_normal_matrix
+from ..constraints import ConstrainedCoefCov, ConstrainedSandwich
+from ..covariance import DenseCovariance
+from ..gls import dense_normal_matrix
+from .nonrobust import NonrobustCovariance
+from .registry import get_cov_type
+from .sandwich import SandwichCovariance
 
 __all__ = ["DenseNonrobustCovariance", "coefficient_covariance"]
 
@@ -74,15 +76,20 @@ class DenseNonrobustCovariance(NonrobustCovariance):
 def coefficient_covariance(cov_type: str, design, Y, record, cov_kwds: dict):
     """The coefficient-covariance estimator of a finished fit (see the module notes)."""
     estimator = get_cov_type(cov_type)
-    if record.constraints is not None and estimator is not NonrobustCovariance:
+    constrained = record.constraints is not None
+    if constrained and not (estimator is NonrobustCovariance
+                            or issubclass(estimator, SandwichCovariance)):
         raise NotImplementedError(
-            f"cov_type={cov_type!r} is not available yet for fits with constraints imposed "
-            "in estimation; use cov_type='nonrobust'"
+            f"cov_type={cov_type!r} is not available for fits with constraints imposed in "
+            "estimation (its refits would ignore them); use 'nonrobust', 'HC0', 'HC1', "
+            "'HAC' or 'cluster'"
         )
     if isinstance(record.cov, DenseCovariance) and estimator is NonrobustCovariance:
         base = DenseNonrobustCovariance(design, Y, record, **cov_kwds)
     else:
         base = estimator(design, Y, record, **cov_kwds)
-    if record.constraints is not None:
-        return ConstrainedCoefCov(base, record.constraints[0])
-    return base
+    if not constrained:
+        return base
+    if isinstance(base, SandwichCovariance):
+        return ConstrainedSandwich(base, record.constraints[0])
+    return ConstrainedCoefCov(base, record.constraints[0])
