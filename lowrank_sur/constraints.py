@@ -245,6 +245,7 @@ class ConstrainedSandwich:
         self.base = base
         self.R = R
         self.name = base.name
+        self.df_inference = getattr(base, "df_inference", None)
         self.note = (base.note + " The coefficients are restricted by the constraints "
                      "imposed in estimation, and so is the sandwich's bread.")
         self._Y = base.bread_solve(R)  # P x q: A^{-1} R'

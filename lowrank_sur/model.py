@@ -396,7 +396,7 @@ class LowRankSUR(LikelihoodModel):
             equation j's OLS residual variance), ``accelerate`` (EM only: SQUAREM),
             ``disp`` (print one line per iteration), ``callback``, the
             small-sample options ``use_t`` (t and F references with
-            ``results.df_resid_inference`` degrees of freedom: ``N K - P``, Stata's
+            ``results.df_resid_inference`` degrees of freedom: ``N K - P + q``, Stata's
             ``small``, or ``N - max_j p_j`` with ``t_df="equation"``) and ``debiased``
             (Stata's ``dfk``: the scaling of Sigma in the coefficient covariance; for
             ``method="fgls"`` at ``rank="full"`` the divisor of Sigma-hat itself), for

@@ -265,3 +265,44 @@ def test_constrained_als_builds_no_p_by_p_array():
     np.testing.assert_allclose(R @ b, q, atol=1e-10)
     # equal coefficients under the restriction have equal standard errors here
     assert np.all(np.isfinite(bse)) and abs(bse[1] - bse[4]) < 1e-8 * bse[1]
+
+
+# ------------------------------------------------------- degrees of freedom, use_t
+def test_degrees_of_freedom_add_back_the_restrictions(grunfeld):
+    """df_resid = N K - P + q (statsmodels' fit_constrained: N - p + q); the t and F
+    references use it. linearmodels 7.1 keeps N K - P with constraints (checked live):
+    its debiased p-values are t(N K - P), ours t(N K - P + q) on the same statistics."""
+    from scipy import stats
+
+    df, _ = grunfeld
+    model = LowRankSUR({f: f"invest_{f} ~ value_{f} + capital_{f}" for f in FIRMS}, df)
+    res = model.fit(rank="full", method="fgls", constraints=CONSTRAINTS, use_t=True)
+    assert res.k_constraints == 2
+    assert res.df_resid == 20 * 5 - 15 + 2 == res.df_resid_inference
+    t = np.asarray(res.params / res.bse)
+    np.testing.assert_allclose(res.pvalues, 2 * stats.t.sf(np.abs(t), 87), rtol=1e-12)
+    w = res.wald_test("gm_value_gm = 0, ge_value_ge = 0", scalar=True)
+    assert w.df_denom == 87
+    assert "t(87) (N K - P + q, q restrictions)" in res.summary().as_text()
+    assert "Restrictions:" in res.summary().as_text()
+    free = model.fit(rank="full", method="fgls", use_t=True)
+    assert free.df_resid == 85 and free.k_constraints == 0
+    # one equation at rank 0 with a restriction: statsmodels' fit_constrained df_resid
+    one = LowRankSUR({"gm": "invest_gm ~ value_gm + capital_gm"}, df)
+    r1 = one.fit(rank=0, constraints="gm_value_gm = gm_capital_gm")
+    ref = sm.GLM.from_formula("invest_gm ~ value_gm + capital_gm", df).fit_constrained(
+        "value_gm = capital_gm")
+    assert r1.df_resid == ref.df_resid == 18
+    lm = pytest.importorskip("linearmodels.system")
+    mod = lm.SUR.from_formula({f: f"invest_{f} ~ 1 + value_{f} + capital_{f}" for f in FIRMS},
+                              df)
+    mod.add_constraints(pd.DataFrame(_R(model), columns=list(mod.param_names)),
+                        pd.Series([0.0, 0.0]))
+    ref = mod.fit(method="gls", cov_type="robust", debiased=True)
+    ours = model.fit(rank="full", method="fgls", constraints=CONSTRAINTS, debiased=True,
+                     use_t=True, cov_type="robust", cov_kwds={"debiased": True})
+    assert ref.df_resid == ours.df_resid - 2
+    np.testing.assert_allclose(np.asarray(ours.tvalues), np.asarray(ref.tstats), rtol=1e-8)
+    np.testing.assert_allclose(
+        ours.pvalues, 2 * stats.t.sf(np.abs(np.asarray(ref.tstats)), ref.df_resid + 2),
+        rtol=1e-7)

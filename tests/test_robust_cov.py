@@ -495,9 +495,37 @@ def test_bad_cov_kwds_name_the_argument(tall_fit, cov_type, kwds, error, match,
     assert calls == []
 
 
-def test_use_t_is_refused(tall_fit):
-    with pytest.raises(ValueError, match="use_t"):
-        tall_fit.get_robustcov_results("HC0", use_t=True)
+@pytest.mark.parametrize(("cov_type", "kwds"), [
+    ("HC1", {}), ("HAC", {"maxlags": 2}), ("cluster", {"groups": np.arange(20) // 4}),
+    ("cluster", {"groups": np.arange(20) // 4, "df_correction": False}),
+])
+def test_get_robustcov_results_use_t_equals_statsmodels(cov_type, kwds):
+    """One equation at rank 0 is OLS: ``get_robustcov_results(..., use_t=True)`` gives
+    statsmodels' bse, t p-values, intervals and F test (cluster: t(G - 1), statsmodels'
+    ``df_correction``; measured 1e-13)."""
+    df = datasets.grunfeld_wide()
+    res = LowRankSUR({"gm": "invest_gm ~ value_gm + capital_gm"}, df).fit(rank=0)
+    ols = sm.OLS.from_formula("invest_gm ~ value_gm + capital_gm", df).fit()
+    ours = res.get_robustcov_results(cov_type, use_t=True, **kwds)
+    ref = ols.get_robustcov_results(cov_type, use_t=True, **kwds)
+    assert ours.use_t and not res.use_t
+    assert ours.df_resid_inference == getattr(ref, "df_resid_inference", ref.df_resid)
+    assert _rel(ours.bse, ref.bse) <= SM_RTOL
+    assert _rel(ours.pvalues, ref.pvalues) <= SM_RTOL
+    assert _rel(ours.conf_int(), ref.conf_int()) <= SM_RTOL
+    w = ours.wald_test("gm_value_gm = 0, gm_capital_gm = 0", scalar=True)
+    w_ref = ref.wald_test("value_gm = 0, capital_gm = 0", scalar=True)
+    assert w.df_denom == w_ref.df_denom and abs(w.pvalue / w_ref.pvalue - 1) <= SM_RTOL
+    # None keeps the fit's choice; False goes back to the normal reference
+    assert not res.get_robustcov_results(cov_type, **kwds).use_t
+    back = ours.get_robustcov_results(cov_type, use_t=False, **kwds)
+    assert not back.use_t
+    normal = ols.get_robustcov_results(cov_type, use_t=False, **kwds)
+    assert _rel(back.pvalues, normal.pvalues) <= SM_RTOL
+    assert ours.get_robustcov_results(cov_type, **kwds).use_t
+    assert f"t({ours.df_resid_inference})" in ours.summary().as_text()
+    with pytest.raises(TypeError, match="use_t must be"):
+        res.get_robustcov_results(cov_type, use_t="yes", **kwds)
 
 
 def test_kernel_weights_match_linearmodels():
