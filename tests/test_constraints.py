@@ -20,7 +20,7 @@ import statsmodels.api as sm
 from scipy import linalg
 from stata_check import compare_block, constraint_string, model_for, rel_max, stata
 
-from lowrank_sur import LowRankSUR, simulate_sur
+from lowrank_sur import HeywoodWarning, LowRankSUR, simulate_sur
 from lowrank_sur.datasets import grunfeld_wide
 
 FIRMS = ("gm", "ch", "ge", "wh", "us")
@@ -306,3 +306,24 @@ def test_degrees_of_freedom_add_back_the_restrictions(grunfeld):
     np.testing.assert_allclose(
         ours.pvalues, 2 * stats.t.sf(np.abs(np.asarray(ref.tstats)), ref.df_resid + 2),
         rtol=1e-7)
+
+
+def test_heywood_constrained_als_stops_on_the_accurate_llf():
+    """The Stata ``common`` system at rank 1 with its (false) constraints: an equation on
+    its floor (S_jj / D_j ~ 1e6), where the Woodbury llf has rounding errors ~1e-7. The
+    sweeps read the cancellation-free llf there: with tol=1e-13 they stop after 12 sweeps
+    at the maximum (they read noise before: 29 sweeps, 3e-7 below it; with ptol=1e-9 they
+    ran to maxiter=5000)."""
+    blocks, data = stata.load_blocks(), stata.load_data()
+    block = blocks["common-constrained"]
+    model = model_for(block, data)
+    with pytest.warns(HeywoodWarning):
+        res = model.fit(rank=1, method="als", constraints=constraint_string(block),
+                        tol=1e-13, n_starts=1)
+    assert res.converged and res.iterations <= 20 and res.heywood
+    R = np.asarray(res.resid)
+    acc = res.error_cov.loglike_accurate(R)
+    assert abs(res.llf - acc) <= 1e-13 * abs(acc)
+    assert abs(res.error_cov.loglike(R) - acc) > 1e-13 * abs(acc)  # why it matters
+    h = np.asarray(res.llf_history)
+    assert np.all(np.diff(h) >= -1e-12 * abs(res.llf))
