@@ -14,9 +14,8 @@ from .bounded import check_bounded
 from .coefcov import get_cov_type
 from .coefcov.fullcov import coefficient_covariance
 from .coefcov.registry import check_cov_kwds as _check_cov_kwds
-from .coefcov.smallsample import debiased_record
 from .constraints import parse_constraints
-from .covariance import DenseCovariance, LowRankCovariance
+from .covariance import LowRankCovariance
 from .design import SURDesign
 from .exceptions import (
     ConvergenceWarning,
@@ -444,11 +443,8 @@ class LowRankSUR(LikelihoodModel):
                                     default_rank(self.k_eqs, self.nobs), opts)
         else:
             record = fit_design(self.design, self._Y, rank, opts)
-        # debiased=True (Stata's dfk) scales the error covariance the estimator sees; an
-        # unrestricted Sigma-hat from method="fgls" has the dfk divisor already
-        dfk = opts.debiased and not isinstance(record.cov, DenseCovariance)
-        cov_record = debiased_record(record, self.design) if dfk else record
-        coef_cov = coefficient_covariance(cov_type, self.design, self._Y, cov_record, cov_kwds)
+        coef_cov = coefficient_covariance(cov_type, self.design, self._Y, record, cov_kwds,
+                                          debiased=opts.debiased)
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection, fit_options=opts)
         return LowRankSURResultsWrapper(res)

@@ -275,7 +275,7 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         new = copy.copy(self)
         new._cache = {}
         new._coef_cov = coefficient_covariance(cov_type, self.model.design, self.model._Y,
-                                               self._record, kwds)
+                                               self._record, kwds, debiased=self.debiased)
         new.cov_type, new.cov_kwds = new._coef_cov.name, kwds
         new._set_use_t(self.use_t if use_t is None else use_t)
         return LowRankSURResultsWrapper(new)

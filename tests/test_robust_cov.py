@@ -442,6 +442,17 @@ def test_get_robustcov_results_switches_without_refitting(tall_fit):
     assert _rel(np.atleast_1d(t.sd), hac.bse.iloc[:1]) <= 1e-8
 
 
+def test_get_robustcov_results_keeps_debiased(tall_fit):
+    """A ``debiased=True`` fit switches with its dfk-scaled Sigma, as ``fit`` builds it
+    (it used the unscaled one: nonrobust standard errors 15% off on Grunfeld)."""
+    model = tall_fit.model
+    fit = model.fit(rank=1, debiased=True, **TIGHT)
+    for cov_type in ("nonrobust", "HC0"):
+        direct = model.fit(rank=1, debiased=True, cov_type=cov_type, **TIGHT)
+        assert _rel(fit.get_robustcov_results(cov_type).bse, direct.bse) <= 1e-12
+    assert not np.allclose(fit.bse, tall_fit.bse)
+
+
 def test_robust_fit_survives_remove_data():
     # a model of its own: remove_data() drops the data of the model its fits share
     res = _tall_model().fit(rank=1, cov_type="HC0", **TIGHT)

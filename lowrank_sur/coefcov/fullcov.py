@@ -28,6 +28,7 @@ from ..gls import dense_normal_matrix
 from .nonrobust import NonrobustCovariance
 from .registry import get_cov_type
 from .sandwich import SandwichCovariance
+from .smallsample import debiased_record
 
 __all__ = ["DenseNonrobustCovariance", "coefficient_covariance"]
 
@@ -73,8 +74,17 @@ class DenseNonrobustCovariance(NonrobustCovariance):
         return X
 
 
-def coefficient_covariance(cov_type: str, design, Y, record, cov_kwds: dict):
-    """The coefficient-covariance estimator of a finished fit (see the module notes)."""
+def coefficient_covariance(cov_type: str, design, Y, record, cov_kwds: dict,
+                           debiased: bool = False):
+    """The coefficient-covariance estimator of a finished fit (see the module notes).
+
+    With ``debiased`` (Stata's ``dfk``) the estimator sees the error covariance scaled
+    by :func:`~.smallsample.debiased_record`, except an unrestricted Sigma-hat from
+    ``method="fgls"``, which has the ``dfk`` divisor already. The model's ``fit`` and
+    the results' ``get_robustcov_results`` both come here, so they agree.
+    """
+    if debiased and not isinstance(record.cov, DenseCovariance):
+        record = debiased_record(record, design)
     estimator = get_cov_type(cov_type)
     constrained = record.constraints is not None
     if constrained and not (estimator is NonrobustCovariance
