@@ -9,6 +9,12 @@ K in {100, 200}): fits ``LowRankSUR`` once with ALS, then for each ``cov_type``
 * the :mod:`tracemalloc` peak of the same computation (a separate, traced run);
 * the ratio of the time to the nonrobust one.
 
+Two more rows per K time the restricted sandwiches of a fit with q = 3 restrictions
+imposed in estimation (``HC1`` and ``cluster`` with ``R``,
+:class:`~lowrank_sur.constraints.ConstrainedSandwich`, the bread of the constrained
+estimator): built on the same fit, since their cost does not depend on the coefficients
+(2 q more CG solves and one pass over the scores).
+
 Part 2, side by side with linearmodels at K <= 200 (K in {50, 100, 200}; ``--quick``:
 {10, 20}): linearmodels' two-step ``SUR(...).fit(method="gls", cov_type=...)`` for
 ``unadjusted``, ``robust`` and ``clustered``; its covariance class (the one the fit runs)
@@ -35,7 +41,7 @@ import numpy as np
 from surbench.measure import MB, dist_version, git_state, loadavg
 from surbench.report import md_row, md_rule, write_json
 
-COV_TYPES = ("nonrobust", "HC1", "HAC", "cluster")
+COV_TYPES = ("nonrobust", "HC1", "HAC", "cluster", "HC1+R", "cluster+R")
 LM_TYPES = {"nonrobust": "unadjusted", "HC0": "robust", "cluster": "clustered"}
 
 
@@ -70,15 +76,28 @@ def _fit(nobs: int, k_eqs: int, p: int, k: int):
     return sim, res._results, time.perf_counter() - t0
 
 
+def _restrictions(P: int) -> np.ndarray:
+    """q = 3 cross-equation restrictions (equal slopes of equations 0, 1 and K/2; a sum)."""
+    R = np.zeros((3, P))
+    R[0, [1, 4]] = 1.0, -1.0
+    R[1, [1, 3 * (P // 6) + 1]] = 1.0, -1.0
+    R[2, [2, P - 1]] = 1.0, 1.0
+    return R
+
+
 def _our_bse(inner, cov_type: str, repeats: int) -> tuple[float, float, np.ndarray]:
     from lowrank_sur.coefcov import get_cov_type
+    from lowrank_sur.constraints import ConstrainedSandwich
 
-    cls = get_cov_type(cov_type)
-    kwds = _cov_kwds(cov_type, inner.nobs)
+    name, restricted = cov_type.removesuffix("+R"), cov_type.endswith("+R")
+    cls = get_cov_type(name)
+    kwds = _cov_kwds(name, inner.nobs)
     model = inner.model
+    R = _restrictions(model.design.k_params) if restricted else None
 
     def run():
-        return cls(model.design, model._Y, inner._record, **kwds).bse()
+        est = cls(model.design, model._Y, inner._record, **kwds)
+        return (ConstrainedSandwich(est, R) if restricted else est).bse()
 
     t, peak = _timed(run, repeats)
     return t, peak, run()

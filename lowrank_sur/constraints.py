@@ -26,9 +26,10 @@ from collections.abc import Callable
 import numpy as np
 
 from .design import SURDesign
+from .threads import single_threaded
 
 __all__ = ["parse_constraints", "check_full_row_rank", "WhitenedConstraints",
-           "ConstrainedCoefCov", "describe_constraints"]
+           "ConstrainedCoefCov", "ConstrainedSandwich", "describe_constraints"]
 
 
 def parse_constraints(spec, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -208,3 +209,82 @@ class ConstrainedCoefCov:
         G = V @ self.R.T
         out = V - G @ self._Minv @ G.T
         return 0.5 * (out + out.T)
+
+
+class ConstrainedSandwich:
+    """The restricted sandwich ``C A_c^- (S' W S) A_c^- C`` of a constrained GLS fit.
+
+    The bread of the constrained estimator is the null-space projection of the
+    information, ``A_c^- = Z (Z' A Z)^{-1} Z' = A^{-1} - Y (R Y)^{-1} Y'`` with ``Z`` a
+    basis of ``null(R)`` and ``Y = A^{-1} R'`` (q conjugate-gradient solves); ``S``
+    holds the per-observation scores at the constrained coefficients, ``W`` is the
+    meat's weighting and ``C`` the per-equation small-sample factors (as
+    linearmodels applies them after its constraint transform). The bread-applied
+    scores are those of the unconstrained sandwich less a rank-q correction,
+
+    ``S A_c^- = S A^{-1} - (S Y) (R Y)^{-1} Y'``,
+
+    so standard errors need, beyond the unconstrained ones, ``H = S Y`` (N x q),
+    ``A^{-1} S' W H`` (q more solves) and q x q products: no P x P, NK x P or K x K
+    array, whatever the route of the unconstrained sandwich.
+
+    Parameters
+    ----------
+    base : SandwichCovariance
+        The unconstrained sandwich at the constrained fit (scores at its residuals).
+    R : ndarray
+        The q x P restrictions imposed in estimation.
+
+    References
+    ----------
+    Greene, W. H. (2012). *Econometric Analysis*, 7th ed., Section 5.3.2 (the
+    restricted least squares estimator and its covariance).
+    """
+
+    def __init__(self, base, R: np.ndarray) -> None:
+        self.base = base
+        self.R = R
+        self.name = base.name
+        self.df_inference = getattr(base, "df_inference", None)
+        self.note = (base.note + " The coefficients are restricted by the constraints "
+                     "imposed in estimation, and so is the sandwich's bread.")
+        self._Y = base.bread_solve(R)  # P x q: A^{-1} R'
+        M = R @ self._Y
+        self._Minv = np.linalg.inv(0.5 * (M + M.T))
+        self._H = base.score_products(self._Y)  # N x q: S Y
+        self._HM = self._H @ self._Minv
+        self._c = base.coef_factor()
+
+    def _applied(self, Rm: np.ndarray) -> np.ndarray:
+        """``S A_c^- (Rm C)'`` (N x r)."""
+        Rm = np.atleast_2d(np.asarray(Rm, dtype=float))
+        return self.base._applied_scores(Rm) - self._HM @ (self._Y.T @ (Rm * self._c).T)
+
+    @single_threaded
+    def bse(self) -> np.ndarray:
+        """Standard errors of all P coefficients (q + q solves beyond the unconstrained)."""
+        G = self.base.bread_scores_cross(self._H)  # P x q: A^{-1} S' W H
+        YM = self._Y @ self._Minv
+        HWH = self.base.meat.cross(self._H, self._H)
+        corr = 2.0 * np.einsum("ij,ij->i", G, YM) - np.einsum("ij,jk,ik->i", YM, HWH, YM)
+        return self.base.standard_errors(self.base.variances() - self._c**2 * corr)
+
+    @single_threaded
+    def restricted(self, Rm: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
+        """``Rm V_c Rm'`` (or ``other V_c Rm'``) without forming V_c."""
+        Rm = np.atleast_2d(np.asarray(Rm, dtype=float))
+        if Rm.shape[1] != self.R.shape[1]:
+            raise ValueError(f"restriction matrix has {Rm.shape[1]} columns, expected "
+                             f"{self.R.shape[1]}")
+        H = self._applied(Rm)
+        if other is not None:
+            return self.base.meat.cross(self._applied(other), H)
+        V = self.base.meat.cross(H, H)
+        return 0.5 * (V + V.T)
+
+    @single_threaded
+    def full(self) -> np.ndarray:
+        """The full P x P restricted sandwich (small P only)."""
+        Z = self.base.bread_applied_scores_dense() - self._HM @ self._Y.T
+        V = self.base.meat.cross(Z, Z) * np.outer(self._c, self._c)
+        return 0.5 * (V + V.T)

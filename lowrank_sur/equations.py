@@ -88,7 +88,7 @@ class EquationResult:
 
     @property
     def pvalues(self) -> pd.Series:
-        """Two-sided p-values (normal, or t with the system's ``df_resid`` under ``use_t``)."""
+        """Two-sided p-values (normal, or t with the system's ``df_resid_inference``)."""
         return self._part(self._res.pvalues)
 
     def conf_int(self, alpha: float = 0.05) -> pd.DataFrame:
@@ -345,7 +345,7 @@ class EquationResults:
         SURPrediction
             ``summary_frame(alpha)`` gives statsmodels' columns per equation. The variance
             of a new observation adds ``Sigma_jj``; intervals use the normal distribution
-            (t with the system's ``df_resid`` under ``use_t``).
+            (t with ``df_resid_inference`` degrees of freedom under ``use_t``).
         """
         if exog is None:
             self._require_data("get_prediction() without new data")
@@ -357,7 +357,7 @@ class EquationResults:
         d = self.model.design
         var_resid = self.error_cov.diag()
         dist = "t" if self.use_t else "norm"
-        df = self.df_resid if self.use_t else None
+        df = self.df_resid_inference if self.use_t else None
         out = {}
         for j, label in enumerate(self.equation_labels):
             X = np.asarray(mats[j], dtype=float)

@@ -11,10 +11,10 @@ import pandas as pd
 from statsmodels.base.model import LikelihoodModel
 
 from .coefcov import get_cov_type
+from .coefcov.fullcov import coefficient_covariance
 from .coefcov.registry import check_cov_kwds as _check_cov_kwds
-from .coefcov.smallsample import debiased_record
 from .constraints import parse_constraints
-from .covariance import DenseCovariance, LowRankCovariance
+from .covariance import LowRankCovariance
 from .design import SURDesign, constant_flags
 from .exceptions import (
     DataRemovedError,
@@ -24,7 +24,6 @@ from .exceptions import (
 from .fitters import fit_design
 from .fitters.api import FULL_RANK
 from .fitters.rank_search import select_rank
-from .fullcov import coefficient_covariance
 from .newdata import exog_matrices
 from .options import FitOptions
 from .results import LowRankSURResults, LowRankSURResultsWrapper
@@ -369,7 +368,7 @@ class LowRankSUR(LikelihoodModel):
             equation j's OLS residual variance), ``accelerate`` (EM only: SQUAREM),
             ``disp`` (print one line per iteration), ``callback``, the
             small-sample options ``use_t`` (t and F references with
-            ``results.df_resid_inference`` degrees of freedom: ``N K - P``, Stata's
+            ``results.df_resid_inference`` degrees of freedom: ``N K - P + q``, Stata's
             ``small``, or ``N - max_j p_j`` with ``t_df="equation"``) and ``debiased``
             (Stata's ``dfk``: the scaling of Sigma in the coefficient covariance; for
             ``method="fgls"`` at ``rank="full"`` the divisor of Sigma-hat itself), for
@@ -417,11 +416,8 @@ class LowRankSUR(LikelihoodModel):
                                     default_rank(self.k_eqs, self.nobs), opts)
         else:
             record = fit_design(self.design, self._Y, rank, opts)
-        # debiased=True (Stata's dfk) scales the error covariance the estimator sees; an
-        # unrestricted Sigma-hat from method="fgls" has the dfk divisor already
-        dfk = opts.debiased and not isinstance(record.cov, DenseCovariance)
-        cov_record = debiased_record(record, self.design) if dfk else record
-        coef_cov = coefficient_covariance(cov_type, self.design, self._Y, cov_record, cov_kwds)
+        coef_cov = coefficient_covariance(cov_type, self.design, self._Y, record, cov_kwds,
+                                          debiased=opts.debiased)
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection, fit_options=opts)
         return LowRankSURResultsWrapper(res)

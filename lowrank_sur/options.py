@@ -140,11 +140,9 @@ class FitOptions:
         Seed of the random starts (the fit is deterministic given it).
     use_t : bool
         Inference with t and F reference distributions (statsmodels' ``use_t``)
-        instead of the normal and chi2: ``t(N - max_j p_j)`` for every coefficient
-        and ``F(q, N - max_j p_j)`` for ``wald_test``, ``N - max_j p_j`` being the
-        residual degrees of freedom of the equation with the most regressors (with
-        equal p it is each equation's own ``N - p``). ``results.df_resid`` is then
-        that number.
+        instead of the normal and chi2, with ``results.df_resid_inference`` degrees
+        of freedom (see ``t_df``): ``t(df)`` for every coefficient and ``F(r, df)``
+        for a ``wald_test`` of r restrictions.
     debiased : bool
         Small-sample scaling of the error covariance used for the coefficient
         covariance, Stata's ``dfk`` (linearmodels' ``debiased``): ``Sigma_ij`` times
@@ -175,11 +173,14 @@ class FitOptions:
 
     t_df : {"system", "equation"}
         With ``use_t=True``, the degrees of freedom of the t and F references:
-        ``"system"`` (default) ``N K - P``, the system's residual degrees of freedom
-        (``results.df_resid``; what Stata's ``sureg, small`` and statsmodels' ``use_t``
-        use), or ``"equation"`` ``N - max_j p_j``, the residual degrees of freedom of
-        the equation with the most regressors, the small-sample choice when K is large
-        relative to N (``docs/calibration.md``).
+        ``"system"`` (default) ``N K - P + q``, the system's residual degrees of freedom
+        with q restrictions imposed in estimation (``results.df_resid``; what Stata's
+        ``sureg, small`` and statsmodels' ``use_t`` and ``fit_constrained`` use;
+        linearmodels 7.1 keeps ``N K - P`` with constraints), or ``"equation"``
+        ``N - max_j p_j``, the residual degrees of freedom of the equation with the
+        most regressors, the small-sample choice when K is large relative to N
+        (``docs/calibration.md``). ``cov_type="cluster"`` uses ``G - 1`` (its
+        ``df_correction``).
 
     References
     ----------

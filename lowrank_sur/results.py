@@ -12,13 +12,13 @@ from statsmodels.iolib.summary import Summary
 
 from . import factor_report, plotting
 from .coefcov import CoefCovEstimator, get_cov_type
+from .coefcov.fullcov import coefficient_covariance
 from .coefcov.registry import check_cov_kwds
 from .coefcov.stored import StoredCovariance
 from .covariance import LowRankCovariance
 from .equations import EquationResults
 from .exceptions import DataRemovedError, data_removed_message
 from .fitters import FitRecord
-from .fullcov import coefficient_covariance
 from .hypotheses import RestrictionTests
 from .options import FitOptions
 from .selection import information_criteria, n_free_params
@@ -51,8 +51,9 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
     between coefficients and the covariance parameters), computed without any
     P x P, K x K or NK x NK array; p-values and intervals use the normal
     distribution unless the fit asked for ``use_t=True`` (t and F with
-    ``df_resid_inference`` degrees of freedom: ``N K - P`` by default, Stata's and
-    statsmodels' convention, or ``N - max_j p_j`` with ``t_df="equation"``).
+    ``df_resid_inference`` degrees of freedom: ``N K - P + q`` by default (q restrictions
+    imposed in estimation), Stata's and statsmodels' convention, or ``N - max_j p_j``
+    with ``t_df="equation"``).
 
     Attributes
     ----------
@@ -63,7 +64,9 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         ``P + min(K k - k (k - 1) / 2 + K, K (K + 1) / 2)`` free parameters.
     nobs, k_eqs, rank, df_model, df_resid : int
         Observations per equation, equations, factors, ``P`` minus constants,
-        ``N K - P``.
+        ``N K - P + q``.
+    k_constraints : int
+        ``q``, the number of restrictions imposed in estimation (0 without).
     converged, iterations, llf_history, method : bool, int, list, str
         Fitter diagnostics.
     likelihood_bounded, degenerate : bool
@@ -79,7 +82,7 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         The small-sample options of the fit (see :class:`~lowrank_sur.options.FitOptions`).
     df_resid_inference : int
         With ``use_t``: the degrees of freedom of the t and F references,
-        ``df_resid = N K - P`` or, with ``t_df="equation"``, ``N - max_j p_j``.
+        ``df_resid = N K - P + q`` or, with ``t_df="equation"``, ``N - max_j p_j``.
     rank_selection : DataFrame or None
         The information-criterion table when ``rank="aic"`` or ``"bic"``.
     """
@@ -98,7 +101,11 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         self.nobs = model.nobs
         self.n_dropped = model.n_dropped
         self.df_model = model.df_model
-        self.df_resid = model.df_resid
+        # q restrictions imposed in estimation free q residual degrees of freedom:
+        # N K - P + q (statsmodels' fit_constrained; linearmodels 7.1 keeps N K - P)
+        self.k_constraints = (0 if record.constraints is None
+                              else int(record.constraints[0].shape[0]))
+        self.df_resid = model.df_resid + self.k_constraints
         self.converged = record.converged
         self.iterations = record.iterations
         self.llf_history = list(record.llf_history)
@@ -111,16 +118,29 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         self._fit_options = fit_options if fit_options is not None else FitOptions()
         self.error_cov = record.cov
         self._coef_cov = coef_cov
-        self.use_t = bool(self._fit_options.use_t)
         self.debiased = bool(self._fit_options.debiased)
-        if self.use_t:
-            # t and F references: the system's residual df (Stata's small), or that of
-            # the equation with the most regressors
-            self.df_resid_inference = (
-                int(model.nobs - np.max(model.design.p))
-                if self._fit_options.t_df == "equation" else int(model.df_resid))
+        self._set_use_t(self._fit_options.use_t)
         self.cov_type = coef_cov.name
         self.cov_kwds = dict(cov_kwds or {})
+
+    def _set_use_t(self, use_t) -> None:
+        """Set ``use_t`` (t and F references) and their degrees of freedom.
+
+        The system's residual df ``N K - P + q`` (Stata's ``small``), with
+        ``t_df="equation"`` that of the equation with the most regressors, and for
+        ``cov_type="cluster"`` ``G - 1`` (statsmodels' ``df_correction``).
+        """
+        self.use_t = bool(use_t)
+        if not self.use_t:
+            self.__dict__.pop("df_resid_inference", None)
+            return
+        cluster_df = getattr(self._coef_cov, "df_inference", None)
+        if cluster_df is not None:  # statsmodels' cluster df_correction: G - 1
+            self.df_resid_inference = int(cluster_df)
+        elif self._fit_options.t_df == "equation":
+            self.df_resid_inference = int(self.nobs - np.max(self.model.design.p))
+        else:
+            self.df_resid_inference = int(self.df_resid)
 
     # statsmodels' t_test / wald_test need this to exist; cov_params() does the work.
     cov_params_default = None
@@ -236,8 +256,10 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         ----------
         cov_type : str
             A registered ``cov_type`` or alias, as in :meth:`LowRankSUR.fit`.
-        use_t : None or False
-            Only the normal reference distribution is available.
+        use_t : bool, optional
+            t and F reference distributions (with ``df_resid_inference`` degrees of
+            freedom, as ``fit(use_t=True)``); None keeps this fit's choice (statsmodels'
+            convention).
         **kwargs
             The estimator's ``cov_kwds`` (``maxlags``, ``kernel``, ``groups``, ...).
 
@@ -247,15 +269,15 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
             A new (wrapped) results instance sharing the model; this one is unchanged.
         """
         self._require_data("get_robustcov_results")
-        if use_t:
-            raise ValueError("use_t=True is not available: p-values and intervals use the "
-                             "normal distribution")
+        if use_t is not None and not isinstance(use_t, (bool, np.bool_)):
+            raise TypeError(f"use_t must be True, False or None, got {use_t!r}")
         kwds = check_cov_kwds(get_cov_type(cov_type), kwargs)
         new = copy.copy(self)
         new._cache = {}
         new._coef_cov = coefficient_covariance(cov_type, self.model.design, self.model._Y,
-                                               self._record, kwds)
+                                               self._record, kwds, debiased=self.debiased)
         new.cov_type, new.cov_kwds = new._coef_cov.name, kwds
+        new._set_use_t(self.use_t if use_t is None else use_t)
         return LowRankSURResultsWrapper(new)
 
     def conf_int(self, alpha: float = 0.05):

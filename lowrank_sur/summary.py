@@ -63,6 +63,7 @@ def _header(res) -> tuple[list, list]:
         ("No. Equations:", [str(res.k_eqs)]),
         ("No. Observations:", [str(res.nobs)]),
         ("Rows dropped:", [str(res.n_dropped)]),
+        ("Restrictions:", [str(res.k_constraints) if res.k_constraints else "none"]),
         ("Starts (maxima):", [f"{len(res.starts) if res.starts is not None else 1} "
                               f"({res.n_maxima})"]),
         ("Date:", None),
@@ -76,6 +77,7 @@ def _header(res) -> tuple[list, list]:
         ("Iterations:", [str(res.iterations)]),
         ("Heywood cases:", [str(len(res.heywood))]),
         ("Covariance Type:", [res.cov_type]),
+        ("Df Residuals:", [str(res.df_resid)]),
         ("Bounded likelihood:", [str(res.likelihood_bounded)]),
         ("Degenerate:", [str(res.degenerate)]),
     ]
@@ -135,9 +137,14 @@ def _notes(res, shown, labels) -> list[str]:
     if not res.use_t:
         notes.append("p-values and intervals use the normal distribution (use_t=False).")
     else:
+        if getattr(res._coef_cov, "df_inference", None) is not None:
+            what = "G - 1, G clusters"
+        elif res._fit_options.t_df == "equation":
+            what = "N minus the largest number of regressors in an equation"
+        else:
+            what = "N K - P" + (" + q, q restrictions" if res.k_constraints else "")
         notes.append(f"use_t=True: p-values and intervals use t({res.df_resid_inference}) "
-                     "(N minus the largest number of regressors in an equation), Wald "
-                     "tests F.")
+                     f"({what}), Wald tests F.")
     if getattr(res, "debiased", False):
         notes.append("debiased=True: the coefficient covariance uses Sigma scaled as "
                      "Stata's dfk, Sigma_ij N / sqrt((N - p_i)(N - p_j)), with D scaled by "

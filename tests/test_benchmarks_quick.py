@@ -94,7 +94,8 @@ def test_robust_bse_quick(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     large = [r for r in rows if r["part"] == "large"]
     assert sorted({r["k_eqs"] for r in large}) == [100, 200]
-    assert {r["cov_type"] for r in large} == {"nonrobust", "HC1", "HAC", "cluster"}
+    assert {r["cov_type"] for r in large} == {"nonrobust", "HC1", "HAC", "cluster", "HC1+R",
+                                              "cluster+R"}
     for r in large:
         assert r["nan_se"] == 0 and r["bse_s"] > 0 and r["peak_mb"] > 0, r
     assert "| 200 | 600 |" in proc.stdout

@@ -20,7 +20,7 @@ import statsmodels.api as sm
 from scipy import linalg
 from stata_check import compare_block, constraint_string, model_for, rel_max, stata
 
-from lowrank_sur import LowRankSUR, simulate_sur
+from lowrank_sur import HeywoodWarning, LowRankSUR, simulate_sur
 from lowrank_sur.datasets import grunfeld_wide
 
 FIRMS = ("gm", "ch", "ge", "wh", "us")
@@ -240,9 +240,9 @@ def test_constrained_als_builds_no_p_by_p_array():
     stay far below one P x P array (72 MB); the restrictions hold."""
     import tracemalloc
 
+    from lowrank_sur.coefcov.fullcov import coefficient_covariance
     from lowrank_sur.design import SURDesign
     from lowrank_sur.fitters import fit_design
-    from lowrank_sur.fullcov import coefficient_covariance
 
     K = 1000
     sim = simulate_sur(nobs=200, k_eqs=K, n_exog=3, rank=2, seed=0)
@@ -265,3 +265,65 @@ def test_constrained_als_builds_no_p_by_p_array():
     np.testing.assert_allclose(R @ b, q, atol=1e-10)
     # equal coefficients under the restriction have equal standard errors here
     assert np.all(np.isfinite(bse)) and abs(bse[1] - bse[4]) < 1e-8 * bse[1]
+
+
+# ------------------------------------------------------- degrees of freedom, use_t
+def test_degrees_of_freedom_add_back_the_restrictions(grunfeld):
+    """df_resid = N K - P + q (statsmodels' fit_constrained: N - p + q); the t and F
+    references use it. linearmodels 7.1 keeps N K - P with constraints (checked live):
+    its debiased p-values are t(N K - P), ours t(N K - P + q) on the same statistics."""
+    from scipy import stats
+
+    df, _ = grunfeld
+    model = LowRankSUR({f: f"invest_{f} ~ value_{f} + capital_{f}" for f in FIRMS}, df)
+    res = model.fit(rank="full", method="fgls", constraints=CONSTRAINTS, use_t=True)
+    assert res.k_constraints == 2
+    assert res.df_resid == 20 * 5 - 15 + 2 == res.df_resid_inference
+    t = np.asarray(res.params / res.bse)
+    np.testing.assert_allclose(res.pvalues, 2 * stats.t.sf(np.abs(t), 87), rtol=1e-12)
+    w = res.wald_test("gm_value_gm = 0, ge_value_ge = 0", scalar=True)
+    assert w.df_denom == 87
+    assert "t(87) (N K - P + q, q restrictions)" in res.summary().as_text()
+    assert "Restrictions:" in res.summary().as_text()
+    free = model.fit(rank="full", method="fgls", use_t=True)
+    assert free.df_resid == 85 and free.k_constraints == 0
+    # one equation at rank 0 with a restriction: statsmodels' fit_constrained df_resid
+    one = LowRankSUR({"gm": "invest_gm ~ value_gm + capital_gm"}, df)
+    r1 = one.fit(rank=0, constraints="gm_value_gm = gm_capital_gm")
+    ref = sm.GLM.from_formula("invest_gm ~ value_gm + capital_gm", df).fit_constrained(
+        "value_gm = capital_gm")
+    assert r1.df_resid == ref.df_resid == 18
+    lm = pytest.importorskip("linearmodels.system")
+    mod = lm.SUR.from_formula({f: f"invest_{f} ~ 1 + value_{f} + capital_{f}" for f in FIRMS},
+                              df)
+    mod.add_constraints(pd.DataFrame(_R(model), columns=list(mod.param_names)),
+                        pd.Series([0.0, 0.0]))
+    ref = mod.fit(method="gls", cov_type="robust", debiased=True)
+    ours = model.fit(rank="full", method="fgls", constraints=CONSTRAINTS, debiased=True,
+                     use_t=True, cov_type="robust", cov_kwds={"debiased": True})
+    assert ref.df_resid == ours.df_resid - 2
+    np.testing.assert_allclose(np.asarray(ours.tvalues), np.asarray(ref.tstats), rtol=1e-8)
+    np.testing.assert_allclose(
+        ours.pvalues, 2 * stats.t.sf(np.abs(np.asarray(ref.tstats)), ref.df_resid + 2),
+        rtol=1e-7)
+
+
+def test_heywood_constrained_als_stops_on_the_accurate_llf():
+    """The Stata ``common`` system at rank 1 with its (false) constraints: an equation on
+    its floor (S_jj / D_j ~ 1e6), where the Woodbury llf has rounding errors ~1e-7. The
+    sweeps read the cancellation-free llf there: with tol=1e-13 they stop after 12 sweeps
+    at the maximum (they read noise before: 29 sweeps, 3e-7 below it; with ptol=1e-9 they
+    ran to maxiter=5000)."""
+    blocks, data = stata.load_blocks(), stata.load_data()
+    block = blocks["common-constrained"]
+    model = model_for(block, data)
+    with pytest.warns(HeywoodWarning):
+        res = model.fit(rank=1, method="als", constraints=constraint_string(block),
+                        tol=1e-13, n_starts=1)
+    assert res.converged and res.iterations <= 20 and res.heywood
+    R = np.asarray(res.resid)
+    acc = res.error_cov.loglike_accurate(R)
+    assert abs(res.llf - acc) <= 1e-13 * abs(acc)
+    assert abs(res.error_cov.loglike(R) - acc) > 1e-13 * abs(acc)  # why it matters
+    h = np.asarray(res.llf_history)
+    assert np.all(np.diff(h) >= -1e-12 * abs(res.llf))

@@ -274,6 +274,113 @@ def test_sandwich_equals_brute_force(request, which, cov_type, kwds, meat):
     assert _rel_max(res.cov_params(r_matrix=Rm, other=other), other @ V @ Rm.T) <= BRUTE_RTOL
 
 
+# ------------------------------------------------- constraints: the restricted sandwich
+def _brute_constrained_sandwich(res, meat, R, factors=None):
+    """``C Z (Z'AZ)^{-1} Z' (S' W S) Z (Z'AZ)^{-1} Z' C`` with ``Z`` a basis of null(R).
+
+    Written from the definition (the constrained estimator's bread is the null-space
+    projection of the information), densely, with the scores at the constrained fit.
+    """
+    model = res.model
+    Xs = [np.asarray(X) for X in model.system.exog]
+    N = res.nobs
+    Si = np.linalg.inv(res.error_cov.to_dense())
+    Xb = linalg.block_diag(*Xs)
+    A = Xb.T @ np.kron(Si, np.eye(N)) @ Xb
+    U = np.asarray(res.resid) @ Si
+    S = np.hstack([X * U[:, [j]] for j, X in enumerate(Xs)])
+    Z = linalg.null_space(R)
+    B = Z @ np.linalg.solve(Z.T @ A @ Z, Z.T)
+    V = B @ meat(S) @ B
+    if factors is not None:
+        c = np.sqrt(np.repeat(factors, [X.shape[1] for X in Xs]))
+        V = V * np.outer(c, c)
+    return V
+
+
+def _two_restrictions(P):
+    R = np.zeros((2, P))
+    R[0, [1, 4]] = 1.0, -1.0  # equation 0's first slope = equation 1's
+    R[1, [2, 5, 8]] = 1.0, 1.0, 1.0
+    return R, np.array([0.0, 1.0])
+
+
+CONSTRAINED_CASES = [
+    ("HC0", {}, lambda N: (lambda S: S.T @ S), None),
+    ("HC1", {}, lambda N: (lambda S: S.T @ S), "hc1"),
+    ("HAC", {"maxlags": 3, "kernel": "bartlett"},
+     lambda N: _hac_meat(kernel_weights("bartlett", 3, N)), None),
+    ("cluster", {"groups": "blocks", "use_correction": False},
+     lambda N: _cluster_meat(np.arange(N) // 2), None),
+]
+
+
+@pytest.mark.parametrize("which", ["wide", "tall"])
+@pytest.mark.parametrize(("cov_type", "kwds", "meat", "factor"), CONSTRAINED_CASES,
+                         ids=[c[0] for c in CONSTRAINED_CASES])
+def test_constrained_sandwich_equals_brute_force(which, cov_type, kwds, meat, factor):
+    """Low rank (ALS), both routes of the unconstrained sandwich, every meat."""
+    if which == "wide":  # P = 120 > N k = 20: the Woodbury route
+        sim = simulate_sur(20, 40, 3, 1, seed=5)
+        K = 40
+    else:
+        sim = simulate_sur(60, 6, 3, 1, seed=2)
+        K = 6
+    model = LowRankSUR({f"e{j}": (sim.Y[:, j], sim.Xs[j]) for j in range(K)})
+    P = len(model.param_names)
+    R, q = _two_restrictions(P)
+    N = model.nobs
+    kwds = {k: (np.arange(N) // 2 if v == "blocks" else v) for k, v in kwds.items()}
+    res = model.fit(rank=1, constraints=(R, q), cov_type=cov_type, cov_kwds=kwds, **TIGHT)
+    factors = N / (N - np.full(K, 3.0)) if factor == "hc1" else None
+    V = _brute_constrained_sandwich(res, meat(N), R, factors)
+    assert _rel(res.bse, np.sqrt(np.diag(V))) <= BRUTE_RTOL
+    assert _rel_max(res.cov_params(), V) <= BRUTE_RTOL
+    Rm = np.random.default_rng(0).standard_normal((3, P))
+    assert _rel_max(res.cov_params(r_matrix=Rm), Rm @ V @ Rm.T) <= BRUTE_RTOL
+    other = Rm[:2] ** 2
+    assert _rel_max(res.cov_params(r_matrix=Rm, other=other), other @ V @ Rm.T) <= BRUTE_RTOL
+    # the restricted directions have no variance; switching after the fit is the same
+    assert np.abs(res.cov_params(r_matrix=R)).max() <= 1e-12 * np.abs(V).max()
+    base = model.fit(rank=1, constraints=(R, q), **TIGHT)
+    switched = base.get_robustcov_results(cov_type, **kwds)
+    assert _rel(switched.bse, res.bse) <= 1e-12
+    assert "constraints imposed" in res.summary().as_text()
+
+
+def test_constrained_sandwich_has_no_p_by_p_array():
+    """K = 2000, P = 6000 (one P x P array: 288 MB), three restrictions: the restricted
+    HC1 and cluster standard errors cost the unconstrained sandwich plus 2 q solves."""
+    from lowrank_sur.coefcov.fullcov import coefficient_covariance
+    from lowrank_sur.design import SURDesign
+    from lowrank_sur.fitters import fit_design
+
+    K = 2000
+    sim = simulate_sur(40, K, 3, 2, seed=7)
+    P = 3 * K
+    R = np.zeros((3, P))
+    R[0, [1, 4]] = 1, -1
+    R[1, [1, 3 * 1500 + 1]] = 1, -1
+    R[2, [3 * 700 + 2, 3 * 701 + 2]] = 1, 1
+    q = np.array([0.0, 0.0, 1.0])
+    design = SURDesign(sim.Xs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # any constrained fit will do
+        rec = fit_design(design, sim.Y, 2, maxiter=3, constraints=(R, q))
+    for cov_type, kwds in [("HC1", {}), ("cluster", {"groups": np.arange(40) // 4})]:
+        est = coefficient_covariance(cov_type, design, sim.Y, rec, kwds)
+        tracemalloc.start()
+        bse = est.bse()
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert np.all(np.isfinite(bse)) and np.all(bse > 0)
+        assert peak < 32e6 and peak < P * P * 8 / 8, (cov_type, peak)
+        Rm = np.zeros((3, P))
+        Rm[[0, 1, 2], [1, 3001, P - 1]] = 1.0
+        assert _rel(np.sqrt(np.diag(est.restricted(Rm))), bse[[1, 3001, P - 1]]) <= 1e-7
+        assert np.abs(est.restricted(R)).max() <= 1e-10 * bse.max() ** 2
+
+
 def test_dense_sigma_gives_the_same_sandwich(tall_fit):
     """Written on the Covariance protocol: a DenseCovariance of the same Sigma agrees."""
     inner = tall_fit._results
@@ -335,6 +442,17 @@ def test_get_robustcov_results_switches_without_refitting(tall_fit):
     assert _rel(np.atleast_1d(t.sd), hac.bse.iloc[:1]) <= 1e-8
 
 
+def test_get_robustcov_results_keeps_debiased(tall_fit):
+    """A ``debiased=True`` fit switches with its dfk-scaled Sigma, as ``fit`` builds it
+    (it used the unscaled one: nonrobust standard errors 15% off on Grunfeld)."""
+    model = tall_fit.model
+    fit = model.fit(rank=1, debiased=True, **TIGHT)
+    for cov_type in ("nonrobust", "HC0"):
+        direct = model.fit(rank=1, debiased=True, cov_type=cov_type, **TIGHT)
+        assert _rel(fit.get_robustcov_results(cov_type).bse, direct.bse) <= 1e-12
+    assert not np.allclose(fit.bse, tall_fit.bse)
+
+
 def test_robust_fit_survives_remove_data():
     # a model of its own: remove_data() drops the data of the model its fits share
     res = _tall_model().fit(rank=1, cov_type="HC0", **TIGHT)
@@ -388,9 +506,37 @@ def test_bad_cov_kwds_name_the_argument(tall_fit, cov_type, kwds, error, match,
     assert calls == []
 
 
-def test_use_t_is_refused(tall_fit):
-    with pytest.raises(ValueError, match="use_t"):
-        tall_fit.get_robustcov_results("HC0", use_t=True)
+@pytest.mark.parametrize(("cov_type", "kwds"), [
+    ("HC1", {}), ("HAC", {"maxlags": 2}), ("cluster", {"groups": np.arange(20) // 4}),
+    ("cluster", {"groups": np.arange(20) // 4, "df_correction": False}),
+])
+def test_get_robustcov_results_use_t_equals_statsmodels(cov_type, kwds):
+    """One equation at rank 0 is OLS: ``get_robustcov_results(..., use_t=True)`` gives
+    statsmodels' bse, t p-values, intervals and F test (cluster: t(G - 1), statsmodels'
+    ``df_correction``; measured 1e-13)."""
+    df = datasets.grunfeld_wide()
+    res = LowRankSUR({"gm": "invest_gm ~ value_gm + capital_gm"}, df).fit(rank=0)
+    ols = sm.OLS.from_formula("invest_gm ~ value_gm + capital_gm", df).fit()
+    ours = res.get_robustcov_results(cov_type, use_t=True, **kwds)
+    ref = ols.get_robustcov_results(cov_type, use_t=True, **kwds)
+    assert ours.use_t and not res.use_t
+    assert ours.df_resid_inference == getattr(ref, "df_resid_inference", ref.df_resid)
+    assert _rel(ours.bse, ref.bse) <= SM_RTOL
+    assert _rel(ours.pvalues, ref.pvalues) <= SM_RTOL
+    assert _rel(ours.conf_int(), ref.conf_int()) <= SM_RTOL
+    w = ours.wald_test("gm_value_gm = 0, gm_capital_gm = 0", scalar=True)
+    w_ref = ref.wald_test("value_gm = 0, capital_gm = 0", scalar=True)
+    assert w.df_denom == w_ref.df_denom and abs(w.pvalue / w_ref.pvalue - 1) <= SM_RTOL
+    # None keeps the fit's choice; False goes back to the normal reference
+    assert not res.get_robustcov_results(cov_type, **kwds).use_t
+    back = ours.get_robustcov_results(cov_type, use_t=False, **kwds)
+    assert not back.use_t
+    normal = ols.get_robustcov_results(cov_type, use_t=False, **kwds)
+    assert _rel(back.pvalues, normal.pvalues) <= SM_RTOL
+    assert ours.get_robustcov_results(cov_type, **kwds).use_t
+    assert f"t({ours.df_resid_inference})" in ours.summary().as_text()
+    with pytest.raises(TypeError, match="use_t must be"):
+        res.get_robustcov_results(cov_type, use_t="yes", **kwds)
 
 
 def test_kernel_weights_match_linearmodels():

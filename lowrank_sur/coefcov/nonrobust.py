@@ -244,10 +244,18 @@ class NonrobustCovariance(CoefCovEstimator):
     # ------------------------------------------------------- restrictions
     def solve(self, Rm: np.ndarray, rtol: float = 1e-11) -> np.ndarray:
         """Return ``A^{-1} Rm'`` (P x q) by conjugate-gradient solves, one per row."""
-        d = self.design
         Rm = np.atleast_2d(np.asarray(Rm, dtype=float))
-        X = self._white_solve(self._to_white(Rm), rtol).reshape(d.k_eqs, d.pmax, -1)
-        out = np.empty((d.k_params, Rm.shape[0]))
+        return self.solve_whitened(self._to_white(Rm), rtol)
+
+    def solve_whitened(self, Zw: np.ndarray, rtol: float = 1e-11) -> np.ndarray:
+        """``A^{-1} v`` (P x q, original scale) for whitened right-hand sides.
+
+        ``Zw`` (q x K pmax) holds ``T^{-T} v`` for each right-hand side ``v``, e.g. a
+        restriction ``Rm T^{-1}`` or a whitened score sum ``S~' g``.
+        """
+        d = self.design
+        X = self._white_solve(Zw, rtol).reshape(d.k_eqs, d.pmax, -1)
+        out = np.empty((d.k_params, Zw.shape[0]))
         for j in range(d.k_eqs):  # back to the original scale: b_j = R_j^{-1} a_j
             p = d.p[j]
             out[d.offsets[j] : d.offsets[j + 1]] = d.rinv(j) @ X[j, :p]

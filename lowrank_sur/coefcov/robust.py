@@ -11,7 +11,8 @@ names and ``cov_kwds`` and linearmodels' aliases and keywords:
   or ``debiased`` (False).
 * ``cluster`` (alias ``clustered``): ``groups`` (statsmodels) or ``clusters``
   (linearmodels), one or two columns; ``use_correction`` (True) or linearmodels'
-  ``debiased`` / ``group_debias``.
+  ``debiased`` / ``group_debias``; ``df_correction`` (statsmodels: with ``use_t``, t and
+  F with ``G - 1`` degrees of freedom).
 
 Small-sample conventions (each multiplies the part of the covariance that belongs to
 equations a and b by ``sqrt(c_a c_b)``, which at rank 0 is statsmodels' per-equation
@@ -304,10 +305,20 @@ class ClusterCovariance(SandwichCovariance):
         linearmodels' corrections, ``N / (N - p_j)`` and ``G / (G - 1) (N - 1) / N``;
         giving either selects linearmodels' convention (the other then defaults to
         False). Not together with ``use_correction``.
+    df_correction : bool, optional
+        statsmodels' option: with ``use_t``, t and F references with ``G - 1`` degrees
+        of freedom (the smaller G of two ways) instead of the system's residual df.
+        Default True, except with linearmodels' keywords (linearmodels uses the
+        residual df).
+
+    Attributes
+    ----------
+    df_inference : int or None
+        ``G - 1`` when ``df_correction`` applies (read by the results under ``use_t``).
     """
 
     def __init__(self, design, Y, record, groups=None, clusters=None, use_correction=None,
-                 debiased=None, group_debias=None) -> None:
+                 debiased=None, group_debias=None, df_correction=None) -> None:
         if groups is not None and clusters is not None:
             raise ValueError("cov_kwds 'groups' and 'clusters' are synonyms; give one")
         labels = groups if groups is not None else clusters
@@ -328,6 +339,8 @@ class ClusterCovariance(SandwichCovariance):
             eq, gd = _dof_factor(design, corr, minus_one=True), corr
             conv = "G/(G-1) (N-1)/(N-p_j)" if corr else ""
         n_groups = [int(c.max()) + 1 for c in codes]
+        adjust = _flag("df_correction", not lm if df_correction is None else df_correction)
+        self.df_inference = min(n_groups[:2]) - 1 if adjust else None
         factors = [(G / (G - 1.0)) * ((N - 1.0) / N if lm else 1.0) if gd else 1.0
                    for G in n_groups]
         signs = [1.0, 1.0, -1.0]

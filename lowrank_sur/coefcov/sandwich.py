@@ -48,7 +48,7 @@ from scipy.linalg import blas
 from ..covariance import LowRankCovariance
 from ..design import SURDesign
 from ..exceptions import external_stacklevel
-from .nonrobust import NonrobustCovariance
+from .nonrobust import _CHUNK_BYTES, NonrobustCovariance
 from .registry import CoefCovEstimator
 
 __all__ = ["SandwichCovariance", "Meat"]
@@ -231,9 +231,12 @@ class SandwichCovariance(CoefCovEstimator):
         V = V * (self._sqrt_c**2)[:, None, None]
         return [V[j, :p, :p] for j, p in enumerate(self.design.p)]
 
-    def bse(self) -> np.ndarray:
-        """Standard errors of all P coefficients (NaN where a variance is negative)."""
-        var = np.concatenate([np.diag(B) for B in self.blocks()])
+    def variances(self) -> np.ndarray:
+        """Variances of all P coefficients (the diagonal of ``V``; may be negative)."""
+        return np.concatenate([np.diag(B) for B in self.blocks()])
+
+    def standard_errors(self, var: np.ndarray) -> np.ndarray:
+        """``sqrt(var)``, NaN (with a warning) where a variance is negative."""
         bad = np.flatnonzero(var < 0)
         if bad.size:
             warnings.warn(f"{bad.size} coefficient variance(s) of cov_type={self.name!r} are "
@@ -242,19 +245,54 @@ class SandwichCovariance(CoefCovEstimator):
                           stacklevel=external_stacklevel())
         return np.sqrt(np.where(var < 0, np.nan, var))
 
+    def bse(self) -> np.ndarray:
+        """Standard errors of all P coefficients (NaN where a variance is negative)."""
+        return self.standard_errors(self.variances())
+
     def _coef_factor(self) -> np.ndarray:
         return np.repeat(self._sqrt_c, self.design.p)
 
-    def _applied_scores(self, Rm: np.ndarray) -> np.ndarray:
-        """``S A^{-1} (Rm C)'`` (N x q), ``C`` the small-sample factors, by CG solves."""
+    def coef_factor(self) -> np.ndarray:
+        """``sqrt(c_a)`` for every coefficient (the small-sample factors, P)."""
+        return self._coef_factor()
+
+    def score_products(self, Yc: np.ndarray) -> np.ndarray:
+        """``S Yc`` (N x q) for coefficient directions ``Yc`` (P x q, original scale)."""
         d = self.design
-        Rm = np.atleast_2d(np.asarray(Rm, dtype=float)) * self._coef_factor()
-        Yc = self._bread.solve(Rm)  # P x q on the original scale
         H = np.empty((d.nobs, Yc.shape[1]))
         for i in range(Yc.shape[1]):
             coefs = [Yc[lo:hi, i] for lo, hi in zip(d.offsets[:-1], d.offsets[1:])]
             H[:, i] = np.einsum("kn,kn->n", self._UT, d.fitted_t(d.from_coefs(coefs)))
         return H
+
+    def bread_solve(self, Rm: np.ndarray) -> np.ndarray:
+        """``A^{-1} Rm'`` (P x q) by conjugate-gradient solves (the GLS bread)."""
+        return self._bread.solve(Rm)
+
+    def bread_scores_cross(self, H: np.ndarray) -> np.ndarray:
+        """``A^{-1} S' W H`` (P x q) for ``H`` (N x q): one pass over the scores, q solves.
+
+        ``S' W H`` is reduced equation chunk by equation chunk (whitened scores against
+        ``H`` through the meat), then q conjugate-gradient solves with the bread.
+        """
+        d = self.design
+        Zw = np.zeros((H.shape[1], d.k_eqs * d.pmax))
+        step = max(1, int(_CHUNK_BYTES // (8 * d.nobs * d.pmax)))
+        for lo in range(0, d.k_eqs, step):
+            hi = min(d.k_eqs, lo + step)
+            Zw[:, lo * d.pmax : hi * d.pmax] = self.meat.cross(self._scores(lo, hi), H).T
+        return self._bread.solve_whitened(Zw)
+
+    def bread_applied_scores_dense(self) -> np.ndarray:
+        """``Z = S A^{-1}`` (N x P, original scale; small P only)."""
+        d = self.design
+        Tinv = linalg.block_diag(*[d.rinv(j) for j in range(d.k_eqs)])
+        return self._white_scores_dense() @ Tinv.T
+
+    def _applied_scores(self, Rm: np.ndarray) -> np.ndarray:
+        """``S A^{-1} (Rm C)'`` (N x q), ``C`` the small-sample factors, by CG solves."""
+        Rm = np.atleast_2d(np.asarray(Rm, dtype=float)) * self._coef_factor()
+        return self.score_products(self._bread.solve(Rm))
 
     def restricted(self, Rm: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
         """Return ``Rm V Rm'`` (or ``other V Rm'``) without forming V."""
@@ -270,10 +308,7 @@ class SandwichCovariance(CoefCovEstimator):
 
     def full(self) -> np.ndarray:
         """The full P x P covariance (small P: ``A~`` is factored densely)."""
-        d = self.design
-        Z = self._white_scores_dense()
-        Tinv = linalg.block_diag(*[d.rinv(j) for j in range(d.k_eqs)])
-        V = Tinv @ self.meat.cross(Z, Z) @ Tinv.T
+        Z = self.bread_applied_scores_dense()
         c = self._coef_factor()
-        V = V * np.outer(c, c)
+        V = self.meat.cross(Z, Z) * np.outer(c, c)
         return 0.5 * (V + V.T)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..covariance import canonical_loadings
+from ..covariance import LowRankCovariance, canonical_loadings
 from ..design import SURDesign
 from ..factor import EM_CYCLES, fit_factor
 from ..options import FitOptions
@@ -44,6 +44,9 @@ POLISH_EVERY = 5
 
 #: Largest convergence rate the stopping rule assumes (:meth:`_Sweeper.converged`).
 RATE_MAX = 0.99
+
+#: Largest ``S_jj / D_j`` for which the sweeps use the ordinary (Woodbury) llf.
+ACCURATE_LLF_RATIO = 1e4
 
 #: Growth (and shrinkage) factor of the largest SQUAREM step.
 _MSTEP = 4.0
@@ -83,7 +86,20 @@ class _Sweeper:
         st.evaluations += ff.evaluations
         # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
         self.em_cycles = EM_CYCLES_AFTER_PROFILE if ff.profile_evaluations else EM_CYCLES
-        return A1, canonical_loadings(ff.F, ff.D), ff.D, ff.llf
+        return A1, canonical_loadings(ff.F, ff.D), ff.D, self._llf(ff, R1)
+
+    def _llf(self, ff, R1: np.ndarray) -> float:
+        """The sweep's llf; without the Woodbury cancellation when a ``D_j`` is small.
+
+        :meth:`~lowrank_sur.covariance.LowRankCovariance.loglike` has rounding errors of
+        order ``1e-16 N max_j S_jj / D_j``: 1e-7 on the Stata ``common`` system with
+        constraints at rank 1 (an equation on its floor), far above ``tol |llf|`` for a
+        tight ``tol``, so that the stopping rule and SQUAREM's acceptance test read noise
+        and the sweeps ran to ``maxiter``. One more O(N K k) pass removes it.
+        """
+        if np.max(self.s2 / ff.D) <= ACCURATE_LLF_RATIO:
+            return ff.llf
+        return LowRankCovariance(ff.F, ff.D, validate=False).loglike_accurate(R1)
 
     def converged(self, x0, x1, llf0: float, llf1: float) -> bool:
         """The stopping rule on the distance to the fixed point, not on the last step.
