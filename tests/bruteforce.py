@@ -48,6 +48,7 @@ __all__ = [
     "is_bounded_bruteforce",
     "degenerate_sets",
     "generic_unbounded",
+    "climb",
 ]
 
 
@@ -182,6 +183,16 @@ class StandardizedProblem:
         """Log-likelihood on the original scale at packed parameters ``x``."""
         f, _ = self.objective(x)
         return -self.N * f + self.offset
+
+    def pack_original(self, coefs, F, D) -> np.ndarray:
+        """Coefficients (on the given regressors), F and D packed on the standardized scale."""
+        c = np.concatenate([
+            self.Z[:, self.eqcol == j].T @ (np.asarray(X, float) @ np.asarray(b, float))
+            / (self.s[j] * self.N)
+            for j, (X, b) in enumerate(zip(self.Xs, coefs))
+        ])
+        F = np.asarray(F, dtype=float).reshape(self.K, self.k)
+        return self.pack(c, F / self.s[:, None], np.log(np.asarray(D, float) / self.s2))
 
     # ---- back to the original scale
     def original(self, x):
@@ -321,6 +332,20 @@ def maximize(Xs, Y, rank: int, d_floor: float = 1e-6, n_starts: int = 24, seed: 
         start_llfs=start_llfs, hits=hits, n_starts=len(starts), nfev=prob.nfev,
         seconds=time.perf_counter() - t0, x=xb, problem=prob,
     )
+
+
+@_one_blas_thread
+def climb(Xs, Y, rank: int, coefs, F, D, d_floor: float = 1e-6) -> float:
+    """The llf L-BFGS-B reaches on the dense likelihood started at ``(coefs, F, D)``.
+
+    Tight tolerances (those of :func:`maximize`'s polish), the same floor; a point that
+    is a local maximum stays (up to the optimizer's tolerance).
+    """
+    prob = StandardizedProblem(Xs, Y, rank)
+    x0 = prob.pack_original(coefs, F, D)
+    lower = np.full(prob.K, float(np.log(d_floor)))
+    x, f = _run(prob, x0, lower, 1e-15, 1e-11, 20000)
+    return float(max(-prob.N * f + prob.offset, prob.llf(x0)))
 
 
 # --------------------------------------------------------------------------- boundedness

@@ -6,7 +6,14 @@ starts on the exact dense likelihood, with the same floor (tests/bruteforce.py, 
 not use the package), finds no higher llf than ``fit_arrays``; and the package warns on
 every system whose likelihood is unbounded.
 
-Tolerance: the package passes when ``llf_package >= llf_brute - (1e-6 |llf_brute| + 1e-6)``.
+Tolerance: the package passes when ``llf_package >= llf_ref - (1e-6 |llf_ref| + 1e-6)``,
+with ``llf_ref`` the higher of the brute force's maximum and of what the same optimizer
+reaches started at the package's point (:func:`bruteforce.climb`: a fit that says it
+converged must be at a local maximum of the dense likelihood).
+
+Cost: the brute force runs once per seed (cached; shared by ALS and EM) with one BLAS
+thread; each batch of 20 seeds is split in two tests (alternate seeds) so that pytest-xdist
+spreads the load evenly.
 
 Systems (seeded, deterministic; 20 per batch, the same kind sequence in every batch):
 K in 2..6, N in 8..40, p_j in 1..3 (each with a constant), rank 1..min(K-1, 3).
@@ -192,6 +199,14 @@ def batch_seeds(b: int) -> range:
     return range(b * BATCH, (b + 1) * BATCH)
 
 
+#: Each batch's test runs in two halves (alternate seeds: each half has every kind).
+HALVES = (0, 1)
+
+
+def half_seeds(b: int, half: int) -> range:
+    return batch_seeds(b)[half::2]
+
+
 # ------------------------------------------------------------------ fitting and comparing
 
 
@@ -220,19 +235,21 @@ class Comparison:
     heywood_brute: tuple
     brute_seconds: float
     hits: int
+    llf_climb: float  # L-BFGS-B on the dense likelihood from the package's point
 
     @property
     def gap(self) -> float:
-        """Brute force minus package (positive: the package is below)."""
-        return self.llf_brute - self.llf_package
+        """Best of brute force and climb minus package (positive: the package is below)."""
+        return max(self.llf_brute, self.llf_climb) - self.llf_package
 
     @property
     def below(self) -> bool:
-        return self.gap > tolerance(self.llf_brute)
+        return self.gap > tolerance(max(self.llf_brute, self.llf_climb))
 
     def describe(self) -> str:
         return (f"{self.system.describe()} method={self.method} gap={self.gap:.3e} "
                 f"llf_pkg={self.llf_package:.8f} llf_bf={self.llf_brute:.8f} "
+                f"llf_climb={self.llf_climb:.8f} "
                 f"converged={self.converged} heywood_pkg={list(self.heywood_package)} "
                 f"heywood_bf={list(self.heywood_brute)} bf_hits={self.hits}")
 
@@ -255,9 +272,11 @@ def compare(seed: int, method: str, n_starts: int) -> Comparison:
     assert not unbounded_warnings(caught), (s.describe(), "bounded, but warned")
     assert rec.likelihood_bounded is True, s.describe()
     assert rec.degenerate is False, s.describe()
+    # a local maximum of the dense likelihood: the generic optimizer from it stays
+    climbed = bf.climb(s.Xs, s.Y, s.rank, rec.coefs, rec.F, rec.D, d_floor=D_FLOOR)
     return Comparison(s, method, rec.llf, ref.llf, bool(rec.converged),
                       tuple(int(j) for j in rec.heywood), tuple(int(j) for j in ref.heywood),
-                      ref.seconds, ref.hits)
+                      ref.seconds, ref.hits, climbed)
 
 
 def methods_for(seed: int):
@@ -282,10 +301,10 @@ def run_batch(seeds: range, n_starts: int) -> None:
             comparisons.append(compare(seed, method, n_starts))
         n_heywood += bool(brute_reference(seed, n_starts).heywood.size)
     gaps = [c.gap for c in comparisons]
-    print(f"\nseeds {seeds.start}..{seeds.stop - 1}: bounded {n_bounded} (Heywood at the "
-          f"brute-force maximum: {n_heywood}), unbounded {n_unbounded}; {len(comparisons)} "
-          f"fits compared, max(llf_bf - llf_pkg) = {max(gaps):.3e}; known below (xfail): "
-          f"{known}; {time.perf_counter() - t0:.1f} s")
+    print(f"\nseeds {seeds.start}..{seeds.stop - 1} step {seeds.step}: bounded {n_bounded} "
+          f"(Heywood at the brute-force maximum: {n_heywood}), unbounded {n_unbounded}; "
+          f"{len(comparisons)} fits compared, max(llf_ref - llf_pkg) = {max(gaps):.3e}; "
+          f"known below (xfail): {known}; {time.perf_counter() - t0:.1f} s")
     bad = [c.describe() for c in comparisons if c.below]
     assert not bad, "package below brute force:\n" + "\n".join(bad)
 
@@ -400,15 +419,17 @@ def test_numerical_boundedness_agrees_all(batch):
         check_boundedness(seed)
 
 
+@pytest.mark.parametrize("half", HALVES)
 @pytest.mark.parametrize("batch", range(N_BATCHES))
-def test_no_higher_maximum(batch):
-    run_batch(batch_seeds(batch), N_STARTS)
+def test_no_higher_maximum(batch, half):
+    run_batch(half_seeds(batch, half), N_STARTS)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("half", HALVES)
 @pytest.mark.parametrize("batch", range(N_BATCHES, N_BATCHES + N_SLOW_BATCHES))
-def test_no_higher_maximum_extended(batch):
-    run_batch(batch_seeds(batch), N_STARTS_SLOW)
+def test_no_higher_maximum_extended(batch, half):
+    run_batch(half_seeds(batch, half), N_STARTS_SLOW)
 
 
 @pytest.mark.parametrize(
@@ -426,16 +447,17 @@ def test_known_below_bruteforce(seed, method):
     assert not c.below, c.describe()
 
 
+@pytest.mark.parametrize("half", HALVES)
 @pytest.mark.parametrize("batch", range(N_BATCHES))
-def test_warns_when_unbounded(batch):
-    systems = [make_system(seed) for seed in batch_seeds(batch)]
+def test_warns_when_unbounded(batch, half):
+    systems = [make_system(seed) for seed in half_seeds(batch, half)]
     systems = [(s, unbounded_sets(s)) for s in systems]
     systems = [(s, sets) for s, sets in systems if sets]
     assert systems
     for s, sets in systems:
-        # The warning comes before the fit; maxiter=100 keeps short the fits that crawl
+        # The warning comes before the fit; maxiter=30 keeps short the fits that crawl
         # towards the floor (up to 1000 sweeps and ~1.5 s each with the default).
-        rec, caught = package_fit(s, maxiter=100)
+        rec, caught = package_fit(s, maxiter=30)
         found = unbounded_warnings(caught)
         assert found, (s.describe(), "unbounded, but no UnboundedLikelihoodWarning")
         message = " ".join(str(w.message) for w in found)
@@ -445,15 +467,6 @@ def test_warns_when_unbounded(batch):
         assert isinstance(rec.degenerate, (bool, np.bool_)), s.describe()
         if rec.degenerate:
             assert rec.heywood.size, s.describe()
-
-
-def _packed(prob: bf.StandardizedProblem, coefs, F, D) -> np.ndarray:
-    """Parameters on the original scale packed on the brute force's standardized scale."""
-    c = np.concatenate([
-        prob.Z[:, prob.eqcol == j].T @ (X @ b / prob.s[j]) / prob.N
-        for j, (X, b) in enumerate(zip(prob.Xs, coefs))
-    ])
-    return prob.pack(c, F / prob.s[:, None], np.log(D / prob.s2))
 
 
 def test_moved_floor_maximum():
@@ -472,7 +485,7 @@ def test_moved_floor_maximum():
     assert rec.starts[0]["label"].startswith("moved-floor")
     assert rec.converged and not rec.degenerate and rec.heywood.size
     prob = bf.StandardizedProblem(s.Xs, s.Y, s.rank)
-    x0 = _packed(prob, rec.coefs, rec.F, rec.D)
+    x0 = prob.pack_original(rec.coefs, rec.F, rec.D)
     assert abs(prob.llf(x0) - rec.llf) <= 1e-8 * (1 + abs(rec.llf))
     llfs = []
     for floor in (D_FLOOR, 1e-8, 1e-10):

@@ -21,8 +21,17 @@ other starts:
 Each extra start runs :data:`SHORT_ITERATIONS` iterations; the best
 :data:`N_POLISH` are continued to convergence.
 
-Then, on tiny systems (:data:`AUTO_SMALL_CELLS`) where the extra starts ran and the
-best fit so far has equations on the floor,
+Then, on tiny systems (:data:`AUTO_SMALL_CELLS`) where the extra starts ran and some
+start ended with equations on the floor, :data:`FLOOR_SET_STARTS` ``moved-floor-...``
+starts (:func:`~lowrank_sur.starts.floor_set_coefficients`): k equations on the floor
+with their coefficients moved so that their residuals (the factors at such a point)
+explain another equation's response as well as possible. With ``D`` on the floor the
+alternating fitters cannot move those coefficients (the factors would no longer fit
+the residuals), so a Heywood maximum whose coefficients are far from OLS is reached
+from no start that begins at OLS (random small systems with few observations: 4 and
+11 llf units missed, tests/test_global_maximum.py). The best is polished.
+
+Then, on the same tiny systems,
 a search over which equations are on the floor (``floor-...`` starts): with few
 observations the Heywood points attract every start, and the highest one often has
 another set of equations on the floor than the one the starts reach. Each
