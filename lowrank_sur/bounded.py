@@ -209,18 +209,29 @@ def check_bounded(design: SURDesign, Y: np.ndarray, rank: int) -> Boundedness:
     return Boundedness(True, max_bounded_rank=max_rank)
 
 
-def warn_unbounded(check: Boundedness, rank: int, eq_names: list[str]) -> None:
-    """Issue an :class:`UnboundedLikelihoodWarning` for an unbounded ``check``."""
+def warn_unbounded(check: Boundedness, rank: int, eq_names: list[str],
+                   full: bool = False) -> None:
+    """Issue an :class:`UnboundedLikelihoodWarning` for an unbounded ``check``.
+
+    ``full``: the unrestricted Sigma of iterated FGLS (``rank="full"``) rather than a
+    factor rank.
+    """
     names = [eq_names[j] for j in check.equations[:8]]
     more = f" and {len(check.equations) - 8} more" if len(check.equations) > 8 else ""
     lower = ""
     if check.max_bounded_rank is not None and check.max_bounded_rank < rank:
         lower = f"; the largest rank these data allow is {check.max_bounded_rank}"
+    if full:
+        what = "with an unrestricted Sigma"
+        then = ("iterated FGLS cannot converge (Sigma-hat tends to a singular matrix). "
+                "The two-step estimate (iterate=False) is well defined")
+    else:
+        what = f"at rank {rank}"
+        then = ("the fit can only reach a local maximum or run to the floor on D "
+                f"(results.degenerate). Use a lower rank{lower}, or more observations")
     warnings.warn(
-        f"the likelihood at rank {rank} is unbounded for these data ({', '.join(names)}"
-        f"{more}: {check.reason}). No maximum-likelihood estimate exists: the fit can "
-        "only reach a local maximum or run to the floor on D (results.degenerate). "
-        f"Use a lower rank{lower}, or more observations",
+        f"the likelihood {what} is unbounded for these data ({', '.join(names)}"
+        f"{more}: {check.reason}). No maximum-likelihood estimate exists: {then}",
         UnboundedLikelihoodWarning,
         stacklevel=external_stacklevel(),
     )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy import linalg
 from scipy.sparse.linalg import svds
 
 from .threads import single_threaded
 
-__all__ = ["start_values", "heywood_start", "pc_loadings", "GRAM_MAX"]
+__all__ = ["start_values", "heywood_start", "floor_set_coefficients", "pc_loadings", "GRAM_MAX"]
 
 #: Largest ``min(N, K)`` for which the top singular pairs come from the eigen-decomposition
 #: of the smaller Gram matrix (``min(N, K)`` squared, at most 0.7 MB); above it, ARPACK.
@@ -164,3 +166,113 @@ def heywood_start(R: np.ndarray, rank: int, floor: np.ndarray,
     F[rest] *= scale[rest, None]
     D[S] = floor[S]
     return F, D
+
+
+def _relaxed_fit(Ys: np.ndarray, bases: list, S: tuple, t: int) -> np.ndarray | None:
+    """Fitted values of the equations ``S`` whose residuals best explain equation ``t``.
+
+    The least-squares fit of ``y_t`` on ``[X_t, y_S, X_S]`` with coefficients
+    ``(b_t, a_S, g_S)``; with every ``a_j != 0`` it is ``y_t = X_t b_t + sum_j a_j
+    (y_j - X_j b_j)`` for ``b_j = -g_j / a_j`` (the relaxation is exact). Only the parts
+    of ``X_S`` outside ``col(X_t)`` enter (the rest is absorbed by ``b_t``); along the
+    directions of ``b_j`` that stay inside ``col(X_t)`` the OLS values are kept.
+    Returns ``None`` when some ``a_j`` vanishes.
+    """
+    Qt = bases[t]
+    outside = [bases[j] - Qt @ (Qt.T @ bases[j]) for j in S]
+    M = np.column_stack([Qt, Ys[:, S]] + outside)
+    coef = np.linalg.lstsq(M, Ys[:, t], rcond=None)[0]
+    a = coef[Qt.shape[1]: Qt.shape[1] + len(S)]
+    if np.any(np.abs(a) <= 1e-8 * max(np.abs(a).max(), np.finfo(float).tiny)):
+        return None
+    g = np.split(coef[Qt.shape[1] + len(S):], np.cumsum([bases[j].shape[1] for j in S])[:-1])
+    fits = []
+    for i, j in enumerate(S):
+        c = -g[i] / a[i]
+        _, sv, vt = np.linalg.svd(outside[i], full_matrices=True)
+        sv = np.concatenate([sv, np.zeros(vt.shape[0] - sv.size)])
+        null = vt[sv <= 1e-10]  # directions of b_j inside col(X_t)
+        c = c + null.T @ (null @ (bases[j].T @ Ys[:, j]))
+        fits.append(bases[j] @ c)
+    return np.column_stack(fits)
+
+
+def _floor_profile(Ys: np.ndarray, bases: list, S: tuple, RS: np.ndarray) -> float:
+    """``-2 llf / N`` (up to a constant) in the limit ``D_S -> 0`` with ``len(S) = k``.
+
+    The residuals ``R_S`` are then the factors: ``log|R_S'R_S / N|`` for their
+    (unrestricted) covariance, plus, for every other equation, the log mean square of
+    its regression on its regressors and ``R_S`` (its error given the factors is its
+    own).
+    """
+    n = Ys.shape[0]
+    value = np.linalg.slogdet(RS.T @ RS / n)[1]
+    for t in range(Ys.shape[1]):
+        if t in S:
+            continue
+        q, _ = np.linalg.qr(np.column_stack([bases[t], RS]))
+        r = Ys[:, t] - q @ (q.T @ Ys[:, t])
+        value += np.log(max(r @ r / n, np.finfo(float).tiny))
+    return float(value)
+
+
+def floor_set_coefficients(Y: np.ndarray, bases: list, rank: int, n_best: int,
+                           max_pairs: int = 400) -> list[tuple[tuple, np.ndarray]]:
+    """Coefficients for Heywood starts with ``rank`` equations on the floor.
+
+    At a Heywood point with a set S of k equations on the floor, their residuals
+    ``R_S`` are the factors, and the other equations are regressed on them. The
+    highest such point often needs coefficients of S far from OLS (few observations:
+    ``R_S`` chosen so that it explains another equation's response nearly exactly),
+    which the alternating fitters cannot reach from OLS because, with ``D_S`` on the
+    floor, any move of ``b_S`` leaves the factors behind. For every set S of k
+    equations and every other equation t, :func:`_relaxed_fit` gives the coefficients
+    of S whose residuals best explain ``y_t``; the pairs are ranked by the exact
+    log-likelihood in the limit ``D_S -> 0`` (:func:`_floor_profile`).
+
+    Parameters
+    ----------
+    Y : ndarray, shape (N, K)
+        Responses.
+    bases : list of ndarray
+        Orthonormal bases (N x p_j) of each equation's regressors.
+    rank : int
+        Number of factors k (the size of the sets).
+    n_best : int
+        How many starts to return.
+    max_pairs : int, default 400
+        No starts when there are more (set, equation) pairs than this.
+
+    Returns
+    -------
+    list of (tuple, ndarray)
+        The set S and the N x K fitted values (OLS outside S), best first.
+    """
+    n, K = Y.shape
+    if rank < 1 or rank >= K:
+        return []
+    sets = itertools.combinations(range(K), rank)
+    n_sets = int(np.prod([K - i for i in range(rank)]) // np.prod(range(1, rank + 1)))
+    if n_sets * (K - rank) > max_pairs:
+        return []
+    ols = np.column_stack([bases[j] @ (bases[j].T @ Y[:, j]) for j in range(K)])
+    r0 = Y - ols
+    sd = np.sqrt(np.einsum("ij,ij->j", r0, r0) / n)
+    if np.any(sd <= 0):
+        return []
+    Ys = Y / sd
+    scored = []
+    for S in sets:
+        for t in (t for t in range(K) if t not in S):
+            fit = _relaxed_fit(Ys, bases, S, t)
+            if fit is None:
+                continue
+            RS = Ys[:, S] - fit
+            scored.append((_floor_profile(Ys, bases, S, RS), S, fit))
+    scored.sort(key=lambda e: e[0])
+    out = []
+    for _, S, fit in scored[:n_best]:
+        fits = ols.copy()
+        fits[:, S] = fit * sd[list(S)]
+        out.append((S, fits))
+    return out

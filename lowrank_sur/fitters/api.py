@@ -104,8 +104,15 @@ def _fit_full(fitter, design: SURDesign, Y: np.ndarray, opts: FitOptions,
     if start_params is not None:
         raise ValueError("start_params is not used with rank='full'")
     _warn_if_dense_is_large(design, opts.method)
+    bounded = None
+    if opts.iterate:  # iterated to the maximum likelihood: is there one?
+        bounded = check_bounded(design, Y, design.k_eqs - 1)
+        if not bounded.bounded:
+            warn_unbounded(bounded, design.k_eqs - 1, design.eq_names, full=True)
     rec = fitter.fit(design, Y, design.k_eqs, opts, None)
     rec.constraints = opts.constraints
+    if bounded is not None:
+        rec.likelihood_bounded = bounded.bounded
     return rec
 
 

@@ -121,8 +121,15 @@ def _fit_full(design: SURDesign, Y: np.ndarray, opts: FitOptions) -> FitRecord:
     history = [cov.loglike(R)]
     iterations, converged = 0, True
     maxiter = opts.maxiter if opts.iterate else 1
+    singular = False
     while iterations < maxiter:
-        A_new = gls_dense(design, cov, Y, wc)
+        try:
+            A_new = gls_dense(design, cov, Y, wc)
+        except np.linalg.LinAlgError:
+            if not iterations:
+                raise
+            singular, converged = True, False  # an unbounded likelihood: Sigma-hat collapses
+            break
         R = Y - design.fitted(A_new)
         iterations += 1
         history.append(cov.loglike(R))
@@ -131,14 +138,26 @@ def _fit_full(design: SURDesign, Y: np.ndarray, opts: FitOptions) -> FitRecord:
         if not opts.iterate:
             A = A_new
             break
-        new = _dense_cov(design, sigma_hat(design, R, opts.sigma_divisor))
+        try:
+            new = _dense_cov(design, sigma_hat(design, R, opts.sigma_divisor))
+        except ValueError:
+            A, singular, converged = A_new, True, False
+            break
         change = _change(A, A_new, cov.S, new.S)
         A = A_new
         converged = llf_close(history[-2], history[-1], opts.tol) and change <= opts.ptol
         if converged:
             break
         cov = new
-    if not converged:
+    if singular:
+        warnings.warn(
+            f"iterated FGLS stopped at iteration {iterations}: Sigma-hat became singular "
+            "(some equations' residuals are being made linearly dependent, so the "
+            "likelihood has no maximum); the result is the last iterate, not an estimate",
+            ConvergenceWarning,
+            stacklevel=external_stacklevel(),
+        )
+    elif not converged:
         warnings.warn(
             f"iterated FGLS did not converge in maxiter={opts.maxiter} iterations; "
             "increase maxiter, or loosen tol and ptol",

@@ -21,8 +21,17 @@ other starts:
 Each extra start runs :data:`SHORT_ITERATIONS` iterations; the best
 :data:`N_POLISH` are continued to convergence.
 
-Then, on tiny systems (:data:`AUTO_SMALL_CELLS`) where the extra starts ran and the
-best fit so far has equations on the floor,
+Then, on tiny systems (:data:`AUTO_SMALL_CELLS`) where the extra starts ran and some
+start ended with equations on the floor, :data:`FLOOR_SET_STARTS` ``moved-floor-...``
+starts (:func:`~lowrank_sur.starts.floor_set_coefficients`): k equations on the floor
+with their coefficients moved so that their residuals (the factors at such a point)
+explain another equation's response as well as possible. With ``D`` on the floor the
+alternating fitters cannot move those coefficients (the factors would no longer fit
+the residuals), so a Heywood maximum whose coefficients are far from OLS is reached
+from no start that begins at OLS (random small systems with few observations: 4 and
+11 llf units missed, tests/test_global_maximum.py). The best is polished.
+
+Then, on the same tiny systems,
 a search over which equations are on the floor (``floor-...`` starts): with few
 observations the Heywood points attract every start, and the highest one often has
 another set of equations on the floor than the one the starts reach. Each
@@ -45,11 +54,11 @@ import warnings
 
 import numpy as np
 
-from ..bounded import is_degenerate
+from ..bounded import _basis, is_degenerate
 from ..design import SURDesign
 from ..exceptions import MultipleMaximaWarning, external_stacklevel
 from ..options import FitOptions
-from ..starts import heywood_start
+from ..starts import floor_set_coefficients, heywood_start
 from .common import Start
 from .record import FitRecord
 
@@ -91,6 +100,10 @@ HEYWOOD_MAX_STARTS = 24
 
 #: Iterations of each start of that search before the best is polished.
 HEYWOOD_SHORT = 10
+
+#: Starts with ``rank`` equations on the floor and their coefficients moved
+#: (:func:`~lowrank_sur.starts.floor_set_coefficients`), on tiny systems.
+FLOOR_SET_STARTS = 3
 
 
 def _run(fit, design, Y, rank, opts, start):
@@ -212,6 +225,33 @@ def _heywood_search(fit, design, Y, rank, quiet, runs: list) -> None:
         best = new
 
 
+def _floor_set_starts(fit, design, Y, rank, quiet, runs: list) -> None:
+    """Heywood starts whose coefficients let the equations on the floor explain another one.
+
+    Only when some start has ended with equations on the floor (Heywood points
+    attract the fits). The best of :data:`FLOOR_SET_STARTS` short runs is polished;
+    every run is appended to ``runs``.
+    """
+    if not any(rec.heywood.size for rec, _, _ in runs):
+        return
+    bases = [_basis(design, j) for j in range(design.k_eqs)]
+    floor = runs[0][0].d_floor
+    short = dataclasses.replace(quiet, maxiter=min(quiet.maxiter, SHORT_ITERATIONS))
+    trial = []
+    for S, fits in floor_set_coefficients(Y, bases, rank, FLOOR_SET_STARTS):
+        F, D = heywood_start(Y - fits, rank, floor, S)
+        label = "moved-floor-" + ",".join(design.eq_names[j] for j in S)
+        start = Start(design.rmul(fits), F, D, label)
+        trial.append((*_run(fit, design, Y, rank, short, start), label))
+    if not trial:
+        return
+    trial.sort(key=lambda r: (not r[0].degenerate, r[0].llf), reverse=True)
+    rec, _, label = trial[0]
+    resumed = Start(rec.whitened_coefs, rec.F, rec.D, label)
+    runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
+    runs.extend(trial[1:])
+
+
 def _n_extra(first: FitRecord, opts: FitOptions, design: SURDesign) -> int:
     if opts.n_starts == "auto":
         if design.nobs * design.k_eqs <= AUTO_SMALL_CELLS:
@@ -285,8 +325,16 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
             runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
         runs.extend(trial[N_POLISH:])
         if design.nobs * design.k_eqs <= AUTO_SMALL_CELLS:
+            _floor_set_starts(fit, design, Y, rank, quiet, runs)
             _heywood_search(fit, design, Y, rank, quiet, runs)
     best = _best(runs)
+    if best and not runs[best][0].converged and runs[best][0].iterations < opts.maxiter:
+        # a short run chosen because none converged: continue it (its warnings would
+        # name the short maxiter)
+        rec = runs[best][0]
+        resumed = Start(rec.whitened_coefs, rec.F, rec.D, runs[best][2])
+        quiet = dataclasses.replace(opts, disp=False, callback=None)
+        runs[best] = (*_run(fit, design, Y, rank, quiet, resumed), runs[best][2])
     rec, caught, label = runs[best]
     maxima = _count_maxima(runs)
     rec.n_maxima = max(len(maxima), 1)
