@@ -2,8 +2,9 @@
 
 For each design (N, K, k) the script simulates ``reps`` systems with
 :func:`lowrank_sur.simulate_sur` (p = 3 regressors per equation including the
-constant, loadings N(0, 1), D ~ U(0.5, 1.5); replication r uses seed
-``--seed + 1000 * design + r``) and measures, per inference option:
+constant, loadings N(0, 1), D ~ U(0.5, 1.5); replication r uses seed ``--seed + r``
+at every design, so a design run alone (``--designs``) repeats its part of the preset)
+and measures, per inference option:
 
 ``coverage``
     share of nominal 95% intervals (``conf_int(0.05)``) of the slopes (all
@@ -66,6 +67,7 @@ Theory* 29, 567-589.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 import time
@@ -108,11 +110,19 @@ PRESETS = {
     "quick": {"designs": [[40, 5, 1]], "reps": 2, "lr_reps": 1, "lr_designs": [[40, 5, 1]],
               "boot_cov_reps": 2, "select_reps": 2, "unres_reps": 1, "n_boot_cov": 19,
               "n_boot_lr": 19, "select_designs": [[40, 5, 1]]},
-    # cheapest design first: an interrupted run keeps the most
-    "full": {"designs": [[60, 120, 2], [100, 100, 3], [200, 20, 2]], "reps": 400,
-             "lr_reps": 20, "lr_designs": [[60, 120, 2]], "boot_cov_reps": 10,
+    # cheapest design first: an interrupted run keeps the most. The replication counts
+    # per design are those of the run in docs/calibration.md (about 50 min of wall time
+    # on 2 cores shared with other jobs, load average 3-10).
+    "full": {"designs": [[60, 120, 2], [40, 60, 2], [100, 100, 3], [200, 20, 2]],
+             "reps": 400, "lr_reps": 0, "lr_designs": [[60, 120, 2]], "boot_cov_reps": 0,
              "select_reps": 60, "unres_reps": 40, "n_boot_cov": 49, "n_boot_lr": 99,
-             "select_designs": [[60, 120, 2], [40, 60, 2], [100, 100, 3], [200, 20, 2]]},
+             "select_designs": [[60, 120, 2], [40, 60, 2], [100, 100, 3], [200, 20, 2]],
+             "per_design": {
+                 "60,120,2": {"reps": 400, "lr_reps": 10, "select_reps": 100,
+                              "boot_cov_reps": 10},
+                 "40,60,2": {"reps": 60, "select_reps": 60},
+                 "100,100,3": {"reps": 120, "select_reps": 40, "boot_cov_reps": 3},
+                 "200,20,2": {"reps": 120, "select_reps": 40, "boot_cov_reps": 3}}},
 }
 
 
@@ -259,9 +269,15 @@ def _lr_tests(model, base, k, r, cfg, lr, full_bootstrap: bool) -> None:
             lr["unres"].append(u.pvalue < 0.05)
 
 
-def run_design(design, cfg, seed, design_no, log, save=None) -> dict:
+def design_config(cfg: dict, design) -> dict:
+    """``cfg`` with the preset's replication counts for this design (``per_design``)."""
+    return {**cfg, **cfg.get("per_design", {}).get(",".join(str(v) for v in design), {})}
+
+
+def run_design(design, cfg, seed, log, save=None) -> dict:
     """Every measurement of one design (N, K, k); ``save(partial)`` after each replication."""
     N, K, k = design
+    cfg = design_config(cfg, design)
     lm_names = ["linearmodels-igls", "linearmodels-igls-debiased"] if K < N else []
     acc = _new_acc([*OPTIONS, BOOT_OPTION[0], *lm_names])
     lr = {key: [] for key in _EMPTY_LR}
@@ -270,7 +286,7 @@ def run_design(design, cfg, seed, design_no, log, save=None) -> dict:
     do_select = list(design) in cfg["select_designs"]
     t0 = time.perf_counter()
     for r in range(cfg["reps"]):
-        sim = simulate_sur(N, K, 3, k, seed=seed + 1000 * design_no + r)
+        sim = simulate_sur(N, K, 3, k, seed=seed + r)
         model = LowRankSUR(_pairs(sim))
         base = _inference(model, sim, k, r, cfg, acc, lm_names)
         _lr_tests(model, base, k, r, cfg, lr, do_lr)
@@ -344,13 +360,14 @@ def _design_summary(design, acc, lr, select, seconds) -> dict:
     }
 
 
-def select_only(design, cfg, seed, design_no, log, save=None) -> dict:
+def select_only(design, cfg, seed, log, save=None) -> dict:
     """Rank-selection accuracy for a design measured for selection only."""
     N, K, k = design
+    cfg = design_config(cfg, design)
     select = {c: [] for c in CRITERIA}
     t0 = time.perf_counter()
     for r in range(cfg["select_reps"]):
-        sim = simulate_sur(N, K, 3, k, seed=seed + 1000 * design_no + r)
+        sim = simulate_sur(N, K, 3, k, seed=seed + r)
         for c, ok in _selection(LowRankSUR(_pairs(sim)), k).items():
             select[c].append(ok)
         log(f"  N={N} K={K} k={k} (selection): replication {r + 1}/{cfg['select_reps']}")
@@ -479,10 +496,12 @@ def render(paths: list[Path]) -> str:
 
 def config(args) -> dict:
     """The preset's configuration with the command line's overrides."""
-    cfg = dict(PRESETS[args.preset])
+    cfg = copy.deepcopy(PRESETS[args.preset])
     for key in ("reps", "lr_reps", "select_reps", "boot_cov_reps"):
-        if getattr(args, key) is not None:
+        if getattr(args, key) is not None:  # the command line beats the preset's counts
             cfg[key] = getattr(args, key)
+            for counts in cfg.get("per_design", {}).values():
+                counts.pop(key, None)
     if args.n_boot is not None:
         cfg["n_boot_cov"] = cfg["n_boot_lr"] = args.n_boot
     if args.designs:
@@ -522,11 +541,11 @@ def main(argv=None) -> int:
             (out / "calibration.md").write_text(text, encoding="utf-8")
         return text
 
-    for no, design in enumerate(order):
+    for design in order:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             run = run_design if design in designs else select_only
-            rows.append(run(design, cfg, args.seed, no, log, save))
+            rows.append(run(design, cfg, args.seed, log, save))
         text = save()
         if out is not None:
             plot(rows, out / "coverage.png")
