@@ -233,12 +233,12 @@ def _new_acc(names) -> dict:
     return {name: {"coverage": [], "wald_reject": []} for name in names}
 
 
-def _inference(model, sim, k, r, cfg, acc, lm_names):
+def _inference(model, sim, k, r, cfg, acc, lm_names, check=False):
     """Coverage and Wald rejections of every option on one replication; the rank-k fit."""
     base = model.fit(rank=k, **FIT)
     results = {name: same_fit(base, **opts) if opts else base
                for name, opts in OPTIONS.items()}
-    if r == 0:
+    if check:
         _check_same_fit(model, k, results)
     for name, res in results.items():
         for key, v in _measure(res, sim).items():
@@ -285,10 +285,11 @@ def run_design(design, cfg, seed, log, save=None) -> dict:
     do_lr = list(design) in cfg["lr_designs"]
     do_select = list(design) in cfg["select_designs"]
     t0 = time.perf_counter()
-    for r in range(cfg["reps"]):
+    first = cfg.get("first_rep", 0)
+    for r in range(first, cfg["reps"]):
         sim = simulate_sur(N, K, 3, k, seed=seed + r)
         model = LowRankSUR(_pairs(sim))
-        base = _inference(model, sim, k, r, cfg, acc, lm_names)
+        base = _inference(model, sim, k, r, cfg, acc, lm_names, check=r == first)
         _lr_tests(model, base, k, r, cfg, lr, do_lr)
         if do_select and r < cfg["select_reps"]:
             for c, ok in _selection(model, k).items():
@@ -366,7 +367,7 @@ def select_only(design, cfg, seed, log, save=None) -> dict:
     cfg = design_config(cfg, design)
     select = {c: [] for c in CRITERIA}
     t0 = time.perf_counter()
-    for r in range(cfg["select_reps"]):
+    for r in range(cfg.get("first_rep", 0), cfg["select_reps"]):
         sim = simulate_sur(N, K, 3, k, seed=seed + r)
         for c, ok in _selection(LowRankSUR(_pairs(sim)), k).items():
             select[c].append(ok)
@@ -468,13 +469,16 @@ def parser() -> argparse.ArgumentParser:
                     help="designs to run (overrides the preset's; selection is measured "
                     "for each)")
     ap.add_argument("--seed", type=int, default=20250101, help="base random seed")
+    ap.add_argument("--first-rep", type=int, default=0,
+                    help="start at this replication (continue an earlier run: replications "
+                    "first-rep .. reps - 1)")
     ap.add_argument("--render", nargs="+", type=Path, metavar="JSON",
                     help="print the tables of earlier runs' calibration.json files and exit")
     return ap
 
 
 def render(paths: list[Path]) -> str:
-    """The tables of several runs (one design each, say) in one markdown text."""
+    """The tables of several runs in one markdown text (runs of one design are pooled)."""
     import json
 
     rows, notes = [], []
@@ -491,7 +495,63 @@ def render(paths: list[Path]) -> str:
                 f"compare_lr_test's bootstrap), {d['seconds']:.0f} s, lowrank_sur "
                 f"{m.get('lowrank_sur_git')}, load average at start "
                 f"{m.get('loadavg_at_start')}")
-    return markdown(rows, cfg) + "\nRuns:\n\n" + "\n".join(notes) + "\n"
+    return markdown(pool(rows), cfg) + "\nRuns:\n\n" + "\n".join(notes) + "\n"
+
+
+def _pool_rate(parts, key, n_key):
+    """Replication-weighted mean of ``key`` over parts (None where no part measured it)."""
+    parts = [(d[key], d[n_key]) for d in parts if d.get(key) is not None and d[n_key]]
+    n = sum(w for _, w in parts)
+    return (sum(v * w for v, w in parts) / n if n else None), n
+
+
+def _pool_options(parts) -> dict:
+    out = {}
+    for name in dict.fromkeys(n for d in parts for n in d["options"]):
+        ops = [d["options"][name] for d in parts if d["options"].get(name, {}).get("reps")]
+        n = sum(o["reps"] for o in ops)
+        pooled = {"reps": n}
+        for key in ("coverage", "wald_size"):
+            pooled[key] = sum(o[key] * o["reps"] for o in ops) / n if n else None
+            ses = [o.get(f"{key}_se") for o in ops]
+            # the mean of independent batches: Var = sum(n_i^2 se_i^2) / n^2
+            pooled[f"{key}_se"] = (None if not n or any(v is None for v in ses) else
+                                   float(np.sqrt(sum((o["reps"] * v) ** 2
+                                                     for o, v in zip(ops, ses))) / n))
+        out[name] = pooled
+    return out
+
+
+def pool(rows: list[dict]) -> list[dict]:
+    """Rows of the same design from several runs (disjoint replications) combined into one."""
+    groups: dict = {}
+    for d in rows:
+        groups.setdefault((d["nobs"], d["k_eqs"], d["rank"]), []).append(d)
+    out = []
+    for (N, K, k), parts in groups.items():
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        stat = [v for d in parts for v in d.get("lr_warp_stats", [])]
+        boot = [v for d in parts for v in d.get("lr_warp_boot_stats", [])]
+        warp, warp_se = warp_size(stat, boot)
+        row = {"nobs": N, "k_eqs": K, "rank": k, "options": _pool_options(parts),
+               "lr_warp_size": warp, "lr_warp_size_se": warp_se, "lr_warp_reps": len(stat),
+               "lr_warp_stats": stat, "lr_warp_boot_stats": boot,
+               "seconds": sum(d["seconds"] for d in parts)}
+        for key, n_key in (("lr_boot_size", "lr_reps"), ("lr_chi2_size", "lr_chi2_reps"),
+                           ("lr_unres_size", "lr_unres_reps")):
+            row[key], row[n_key] = _pool_rate(parts, key, n_key)
+        n_sel = sum(d["selection_reps"] for d in parts)
+        row["selection_reps"] = n_sel
+        row["selection"], row["selection_lower95"] = {}, {}
+        for c in CRITERIA:
+            hits = sum(round(d["selection"][c] * d["selection_reps"]) for d in parts
+                       if d["selection_reps"])
+            row["selection"][c] = hits / n_sel if n_sel else None
+            row["selection_lower95"][c] = clopper_pearson_lower(hits, n_sel)
+        out.append(row)
+    return out
 
 
 def config(args) -> dict:
@@ -517,6 +577,7 @@ def main(argv=None) -> int:
         print(render(args.render))
         return 0
     cfg = config(args)
+    cfg["first_rep"] = args.first_rep
     out = args.output_dir
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

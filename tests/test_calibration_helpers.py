@@ -58,3 +58,31 @@ def test_same_fit_matches_a_refit_with_the_options(calibration):
     R, q = calibration._wald_restrictions(sim)[0]
     assert shared.wald_test((R, q), use_f=True).pvalue == pytest.approx(
         direct.wald_test((R, q), use_f=True).pvalue, rel=1e-8)
+
+
+def test_pool_combines_disjoint_runs_of_a_design(calibration):
+    def run(cov, se, n, warp, sel):
+        return {"nobs": 60, "k_eqs": 120, "rank": 2, "seconds": 1.0,
+                "options": {"o": {"coverage": cov, "coverage_se": se, "wald_size": 0.05,
+                                  "wald_size_se": se, "reps": n}},
+                "lr_warp_stats": warp[0], "lr_warp_boot_stats": warp[1],
+                "lr_boot_size": None, "lr_reps": 0, "lr_chi2_size": 1.0, "lr_chi2_reps": n,
+                "lr_unres_size": None, "lr_unres_reps": 0,
+                "selection": {c: sel for c in calibration.CRITERIA}, "selection_reps": n}
+
+    rng = np.random.default_rng(1)
+    a = run(0.94, 0.002, 100, (list(rng.normal(size=100)), list(rng.normal(size=100))), 1.0)
+    b = run(0.96, 0.004, 300, (list(rng.normal(size=300)), list(rng.normal(size=300))), 0.9)
+    (row,) = calibration.pool([a, b])
+    opt = row["options"]["o"]
+    assert opt["reps"] == 400 and opt["coverage"] == pytest.approx(0.955)
+    assert opt["coverage_se"] == pytest.approx(np.hypot(100 * 0.002, 300 * 0.004) / 400)
+    assert row["lr_warp_reps"] == 400 and row["lr_chi2_reps"] == 400
+    expected = calibration.warp_size(a["lr_warp_stats"] + b["lr_warp_stats"],
+                                     a["lr_warp_boot_stats"] + b["lr_warp_boot_stats"])
+    assert (row["lr_warp_size"], row["lr_warp_size_se"]) == pytest.approx(expected)
+    assert row["selection"]["bic"] == pytest.approx((100 + 270) / 400)
+    assert row["selection_lower95"]["bic"] == pytest.approx(
+        calibration.clopper_pearson_lower(370, 400))
+    # a single run passes through unchanged
+    assert calibration.pool([a]) == [a]
