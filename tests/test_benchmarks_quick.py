@@ -141,6 +141,9 @@ def test_calibration_quick(tmp_path):
         assert o["reps"] == 2 and 0.0 <= o["coverage"] <= 1.0
         assert o["wald_size"] in (0.0, 0.5, 1.0)
     assert design["lr_reps"] == 1 and design["lr_boot_size"] in (0.0, 1.0)
+    # the warp-speed bootstrap LR test: one statistic and one bootstrap draw per replication
+    assert design["lr_warp_reps"] == 2 and len(design["lr_warp_boot_stats"]) == 2
+    assert 0.0 <= design["lr_warp_size"] <= 1.0
     assert design["selection_reps"] == 2
     assert set(design["selection"]) == {"aic", "bic", "ic_p1", "ic_p2", "er"}
     text = (tmp_path / "calibration.md").read_text()
