@@ -121,7 +121,10 @@ class NonrobustCovariance(CoefCovEstimator):
         By flop count: the P x P route forms ``A~`` (``P^2 N k``) and inverts it
         (about ``7 P^3 / 3``); the Woodbury route forms and factors the N k x N k
         system (``P (N k)^2 + (N k)^3 / 3``) and solves it for every equation's
-        columns (``P (N k)^2``).
+        columns (``P (N k)^2``). That is the cost of the sandwich estimators'
+        Woodbury route, which share this choice; the nonrobust one
+        (:meth:`_blocks_woodbury`) needs ``k (k + 1) N^2`` instead of ``(N k)^2`` per
+        column, so the estimate is conservative for it.
         """
         d, k = self.design, self.cov.rank
         if k == 0:
