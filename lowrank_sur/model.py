@@ -174,8 +174,8 @@ class LowRankSUR(LikelihoodModel):
         Stateful transforms (``center``, ``standardize``, ``C()`` levels, spline
         knots) are learned once on the pooled estimation sample, so every entity uses
         the same transform; see :mod:`lowrank_sur.panel`. ``results.predict(long_df)``
-        returns the wide times x entities predictions (every entity at every time);
-        :meth:`predict_panel` one prediction per row of any long frame.
+        and :meth:`predict_panel` return one prediction per row of any long frame
+        (unbalanced, any order), a Series indexed like it.
 
         Examples
         --------

@@ -38,8 +38,7 @@ from .formula import (
 from .rows import check_kept, report_dropped
 from .system import Equation, EquationSystem
 
-__all__ = ["PANEL_LABEL", "PanelInfo", "build_panel_system", "is_panel", "panel_exog",
-           "panel_predict"]
+__all__ = ["PANEL_LABEL", "PanelInfo", "build_panel_system", "is_panel", "panel_predict"]
 
 #: The label of the panel formula in messages (its equations are the entities).
 PANEL_LABEL = "panel formula"
@@ -63,10 +62,6 @@ class PanelInfo:
         self.spec = spec
         self.entities = entities
         self.index_names = list(index_names)
-
-    def new_exog(self, system, data) -> tuple[list[np.ndarray], pd.Index]:
-        """Per equation, its regressors at the times of new long data (wide layout)."""
-        return panel_exog(system, data)
 
 
 def _check_panel_data(data) -> pd.DataFrame:
@@ -293,28 +288,6 @@ def _new_long(system, data) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     frame = data.reset_index(drop=True)
     X = apply_design(PANEL_LABEL, spec.formula, spec.design_info, frame, spec.column_types)
     return X, _entity_codes(info, data.index), data
-
-
-def panel_exog(system, data) -> tuple[list[np.ndarray], pd.Index]:
-    """Per equation, its regressors at the times of new long data (wide layout).
-
-    Every entity needs a row at every time of the new data.
-    """
-    X, ent, data = _new_long(system, data)
-    time, times = _codes(data.index, 1)
-    K, T = len(system.equations), len(times)
-    where = np.full((K, T), -1, dtype=np.intp)
-    where[ent, time] = np.arange(len(data))
-    gaps = np.flatnonzero((where < 0).any(axis=1))
-    if gaps.size:
-        j = int(gaps[0])
-        raise SpecificationError(
-            f"equation {system.labels[j]!r}: the new data have no row for it at "
-            f"{int((where[j] < 0).sum())} of their {T} times; predict() in the wide layout "
-            "needs every entity at every time: use model.predict_panel(params, data) for "
-            "unbalanced data (one prediction per row)"
-        )
-    return [X[where[j]] for j in range(K)], pd.Index(times, name=data.index.names[1])
 
 
 def panel_predict(system, coefs: list[np.ndarray], data) -> pd.Series:

@@ -317,17 +317,18 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         self._require_data("resid")
         return self.model.system.endog - self._fitted
 
-    def predict(self, exog=None, transform=True, *args, **kwargs) -> pd.DataFrame:
+    def predict(self, exog=None, transform=True, *args, **kwargs) -> pd.DataFrame | pd.Series:
         """Predictions for each equation.
 
         Parameters
         ----------
         exog : DataFrame, dict or list, optional
             New data. For formula equations a DataFrame with the variables the
-            formulas use (each equation's stored patsy design is applied). For
-            ``(endog, exog)`` equations, or with ``transform=False``, a dict
-            label -> regressor matrix or a list of K matrices. None returns
-            :attr:`fittedvalues`.
+            formulas use (each equation's stored patsy design is applied). For a
+            model from :meth:`LowRankSUR.from_panel`, long data with an (entity,
+            time) MultiIndex. For ``(endog, exog)`` equations, or with
+            ``transform=False``, a dict label -> regressor matrix or a list of K
+            matrices. None returns :attr:`fittedvalues`.
         transform : bool
             Apply the formula designs (True) or treat ``exog`` as design matrices.
         *args, **kwargs
@@ -335,12 +336,17 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
 
         Returns
         -------
-        DataFrame
-            N_new x K predictions, columns are equation labels.
+        DataFrame or Series
+            N_new x K predictions, columns are equation labels; for a panel model
+            given long data, a Series with one prediction per row of ``exog``,
+            indexed like it (as linearmodels' panel models return;
+            :meth:`LowRankSUR.predict_panel`).
         """
         if exog is None:
             self._require_data("predict() without new data")
             return self.fittedvalues
+        if self.model.system.panel is not None and transform and isinstance(exog, pd.DataFrame):
+            return self.model.predict_panel(self.params, exog)
         mats, index = self.model.system.new_exog(exog, transform=transform)
         out = self.model.predict(np.asarray(self.params), exog=mats)
         return pd.DataFrame(out, index=index, columns=self.equation_labels)

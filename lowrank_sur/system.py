@@ -179,11 +179,12 @@ class EquationSystem:
     def new_exog(self, exog, transform: bool = True) -> tuple[list[np.ndarray], pd.Index | None]:
         """Regressor matrices of every equation for new data, and their row index.
 
-        See :func:`lowrank_sur.newdata.new_exog`; a panel model applies its one formula
-        to new long data (:meth:`lowrank_sur.panel.PanelInfo.new_exog`).
+        See :func:`lowrank_sur.newdata.new_exog`. A panel model's new long data go
+        through :func:`lowrank_sur.panel.panel_predict` instead (long output).
         """
         if self.panel is not None and transform and isinstance(exog, pd.DataFrame):
-            return self.panel.new_exog(self, exog)
+            raise TypeError("a panel model predicts new long data row by row: use "
+                            "results.predict(long_df) or model.predict_panel(params, long_df)")
         return new_exog(self, exog, transform)
 
 

@@ -59,9 +59,9 @@ def test_bse_scaling_quick():
     proc = run_benchmark(script, "--quick", timeout=120)
     rows = [line.split() for line in proc.stdout.splitlines()[2:] if line.strip()]
     assert [int(r[0]) for r in rows] == [100, 200]
-    for K, P, _fit, t_bse, peak, _pxp, nans in rows:
+    for K, P, _fit, t_bse, peak, _pxp, nans, ratio in rows:
         assert int(P) == 3 * int(K) and int(nans) == 0
-        assert float(t_bse) >= 0 and float(peak) > 0
+        assert float(t_bse) >= 0 and float(peak) > 0 and float(ratio) >= 0
 
 
 def test_default_threads_quick(tmp_path):

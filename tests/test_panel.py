@@ -166,27 +166,34 @@ def test_bad_input():
         LowRankSUR.from_panel({"a": "y ~ x1"}, long)
 
 
-def test_predict_on_new_long_data_wide_and_long():
+def test_predict_on_new_long_data_is_long():
     long = _long(seed=4)
     res = LowRankSUR.from_panel("y ~ np.log(x1) + x2 + C(g)", long).fit(rank=1)
     new = _long(seed=5, T=6)
-    wide = res.predict(new)
-    assert list(wide.columns) == ENTITIES and len(wide) == 6
+    out = res.predict(new)
+    # long output, like linearmodels' panel models: one value per row, indexed like it
+    assert isinstance(out, pd.Series) and out.index.equals(new.index) and out.name == "y"
     # against the coefficients applied by hand
     B = np.asarray(res.params).reshape(len(ENTITIES), -1)
     for j, ent in enumerate(ENTITIES):
-        d = new.loc[ent].sort_index()
+        d = new.loc[ent]
         X = np.column_stack([np.ones(6), d.g == "q", d.g == "r", np.log(d.x1), d.x2])
-        np.testing.assert_allclose(wide[ent].to_numpy(), X @ B[j], rtol=1e-13)
-    # one prediction per row of unbalanced data, indexed like it
+        np.testing.assert_allclose(out.loc[ent].to_numpy(), X @ B[j], rtol=1e-13)
+    # the model's method is the same implementation
+    pd.testing.assert_series_equal(res.model.predict_panel(res.params, new), out)
+    # unbalanced data in any order: still one prediction per row, indexed like it
     part = new.drop(index=[("a", 2001), ("d", 2004)]).iloc[::-1]
-    out = res.model.predict_panel(res.params, part)
-    assert out.index.equals(part.index) and out.name == "y"
-    for (ent, t), value in out.items():
-        assert value == pytest.approx(wide.loc[t, ent], rel=1e-13)
-    with pytest.raises(SpecificationError, match="equation 'a'.*predict_panel"):
-        res.predict(part)
+    got = res.predict(part)
+    assert got.index.equals(part.index)
+    np.testing.assert_allclose(got.to_numpy(), out.loc[part.index].to_numpy(), rtol=1e-15)
+    # the in-sample predictions are the fitted values, in the long layout
+    fitted = res.predict(long)
+    for ent in ENTITIES[:2]:
+        np.testing.assert_allclose(fitted.loc[ent].sort_index().to_numpy(),
+                                   res.fittedvalues[ent].to_numpy(), rtol=1e-12)
     other = new.rename(index={"a": "zz"}, level=0)
+    with pytest.raises(SpecificationError, match="zz"):
+        res.predict(other)
     with pytest.raises(SpecificationError, match="zz"):
         res.model.predict_panel(res.params, other)
 

@@ -64,6 +64,7 @@ class _Sweeper:
         self.em_cycles = EM_CYCLES
         self.YT = np.ascontiguousarray(Y.T)
         self._resid: dict = {}
+        self._buffers: list[np.ndarray] = []  # K x N residual buffers, reused across sweeps
         if st.resid is not None:
             self._resid[id(st.A)] = (st.A, st.resid)
         # units of each coordinate: sigma_j for coefficients and loadings, sigma_j^2 for D_j
@@ -77,11 +78,11 @@ class _Sweeper:
         known = self._resid.get(id(A))
         R0 = known[1] if known is not None and known[0] is A else None
         A1 = self.beta_step(A, F, D, R0)
-        # residuals in the K x N layout of the design (an N x K view)
-        R1 = self.design.residuals(self.YT, A1)
-        ff = fit_factor(R1, F, D, st.floor, self.opts.factor_options(self.em_cycles))
         # the residuals of the last few iterates, for the beta step that starts there
         self._resid = {k: v for k, v in list(self._resid.items())[-2:]}
+        # residuals in the K x N layout of the design (an N x K view)
+        R1 = self.design.residuals(self.YT, A1, out=self._free_buffer())
+        ff = fit_factor(R1, F, D, st.floor, self.opts.factor_options(self.em_cycles))
         self._resid[id(A1)] = (A1, R1)
         st.evaluations += ff.evaluations
         # EM crawled in this sweep (near a Heywood boundary): next time go to L-BFGS sooner
@@ -100,6 +101,15 @@ class _Sweeper:
         if np.max(self.s2 / ff.D) <= ACCURATE_LLF_RATIO:
             return ff.llf
         return LowRankCovariance(ff.F, ff.D, validate=False).loglike_accurate(R1)
+
+    def _free_buffer(self) -> np.ndarray:
+        """A K x N buffer that no kept residual matrix uses (fresh pages cost a pass)."""
+        held = {id(R.base) for _, R in self._resid.values()}
+        for buf in self._buffers:
+            if id(buf) not in held:
+                return buf
+        self._buffers.append(np.empty_like(self.YT))
+        return self._buffers[-1]
 
     def converged(self, x0, x1, llf0: float, llf1: float) -> bool:
         """The stopping rule on the distance to the fixed point, not on the last step.
