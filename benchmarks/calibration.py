@@ -85,8 +85,7 @@ from surbench.report import fmt, md_row, md_rule, write_json  # noqa: E402
 
 from lowrank_sur import LowRankSUR, simulate_sur  # noqa: E402
 from lowrank_sur.bootstrap import draw_responses  # noqa: E402
-from lowrank_sur.coefcov.smallsample import debiased_record  # noqa: E402
-from lowrank_sur.fullcov import coefficient_covariance  # noqa: E402
+from lowrank_sur.coefcov.fullcov import coefficient_covariance  # noqa: E402
 from lowrank_sur.results import LowRankSURResults, LowRankSURResultsWrapper  # noqa: E402
 from lowrank_sur.selection import choose_rank  # noqa: E402
 
@@ -171,8 +170,8 @@ def same_fit(base, **opts):
     model = res.model
     options = dataclasses.replace(res._fit_options, **opts)
     record = res._record
-    cov_record = debiased_record(record, model.design) if options.debiased else record
-    coef_cov = coefficient_covariance("nonrobust", model.design, model._Y, cov_record, {})
+    coef_cov = coefficient_covariance("nonrobust", model.design, model._Y, record, {},
+                                      debiased=options.debiased)
     return LowRankSURResultsWrapper(LowRankSURResults(model, record, coef_cov,
                                                       fit_options=options))
 
