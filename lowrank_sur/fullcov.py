@@ -7,6 +7,9 @@
   :class:`~lowrank_sur.covariance.DenseCovariance`), where ``"nonrobust"`` is
   :class:`DenseNonrobustCovariance`: ``(X'(Sigma^{-1} kron I) X)^{-1}`` through the dense
   P x P normal matrix (K < N, small systems);
+* for a fit with missing responses (``missing="fiml"``), where ``"nonrobust"`` is
+  :class:`~lowrank_sur.coefcov.fiml.FIMLNonrobustCovariance` (the incomplete-data
+  information) and the other types raise ``NotImplementedError``;
 * for a fit with constraints imposed, where the covariance is the restricted one
   (:class:`~lowrank_sur.constraints.ConstrainedCoefCov`).
 
@@ -22,12 +25,23 @@ import numpy as np
 from scipy import linalg
 
 from .coefcov import get_cov_type
+from .coefcov.fiml import FIMLNonrobustCovariance
 from .coefcov.nonrobust import NonrobustCovariance
 from .constraints import ConstrainedCoefCov
 from .covariance import DenseCovariance
 from .gls import dense_normal_matrix
 
-__all__ = ["DenseNonrobustCovariance", "coefficient_covariance"]
+__all__ = ["DenseNonrobustCovariance", "coefficient_covariance", "check_missing_cov_type"]
+
+
+def check_missing_cov_type(estimator: type, cov_type: str) -> None:
+    """Refuse the covariance types not built yet for missing responses (``missing="fiml"``)."""
+    if estimator is not NonrobustCovariance:
+        raise NotImplementedError(
+            f"cov_type={cov_type!r} is not available yet with missing responses "
+            "(missing='fiml'); use cov_type='nonrobust' (the incomplete-data information), "
+            "or missing='drop'"
+        )
 
 
 class DenseNonrobustCovariance(NonrobustCovariance):
@@ -74,6 +88,9 @@ class DenseNonrobustCovariance(NonrobustCovariance):
 def coefficient_covariance(cov_type: str, design, Y, record, cov_kwds: dict):
     """The coefficient-covariance estimator of a finished fit (see the module notes)."""
     estimator = get_cov_type(cov_type)
+    if getattr(design, "observed", None) is not None:
+        check_missing_cov_type(estimator, cov_type)
+        return FIMLNonrobustCovariance(design, Y, record)
     if record.constraints is not None and estimator is not NonrobustCovariance:
         raise NotImplementedError(
             f"cov_type={cov_type!r} is not available yet for fits with constraints imposed "
