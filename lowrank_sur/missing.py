@@ -29,7 +29,8 @@ from scipy.sparse.linalg import LinearOperator, cg
 from .covariance import LOG_2PI
 from .design import SURDesign
 
-__all__ = ["ObservedCovariance", "MissingGLSOperator", "factor_em_step", "observed_llf"]
+__all__ = ["ObservedCovariance", "MissingGLSOperator", "factor_em_step", "factor_llf_grad",
+           "observed_llf"]
 
 
 class ObservedCovariance:
@@ -49,17 +50,18 @@ class ObservedCovariance:
         self.F = np.asarray(F, dtype=float)
         self.D = np.asarray(D, dtype=float)
         self.observed = observed
-        self.O = observed.astype(float)
+        self.O = observed  # boolean: products with it need no float copy
         N, K = observed.shape
         k = self.F.shape[1]
         self.rank = k
         self.Fd = self.F / self.D[:, None]  # D^{-1} F
-        self.n_obs_row = self.O.sum(axis=1)
-        self._logd = self.O @ np.log(self.D)  # sum over o_t of log d_j
+        self.n_obs_row = observed.sum(axis=1)
+        self._logd = np.log(self.D) @ observed.T  # sum over o_t of log d_j
         if k:
             FF = (self.Fd[:, :, None] * self.F[:, None, :]).reshape(K, k * k)
-            M = (self.O @ FF).reshape(N, k, k)
+            M = np.matmul(FF.T, observed.T).T.reshape(N, k, k)
             M[:, np.arange(k), np.arange(k)] += 1.0
+            self.M = M
             self.L = np.linalg.cholesky(M)  # (N, k, k), lower
             Linv = np.linalg.inv(self.L)
             self.Minv = np.matmul(Linv.transpose(0, 2, 1), Linv)  # (N, k, k)
@@ -69,18 +71,30 @@ class ObservedCovariance:
             self._logM = np.zeros(N)
 
     # ----------------------------------------------------------- per row
+    def _solve_m(self, G: np.ndarray) -> np.ndarray:
+        """``M_t^{-1} g_t`` for every row of an N x k ``G`` (backward-stable batched solves)."""
+        return np.linalg.solve(self.M, G[:, :, None])[:, :, 0]
+
     def posterior_mean(self, R: np.ndarray) -> np.ndarray:
         """``m_t = M_t^{-1} g_t`` (N x k): the factors' posterior means given ``r_o``."""
-        g = R @ self.Fd
-        return np.einsum("tab,tb->ta", self.Minv, g)
+        return self._solve_m(R @ self.Fd)
 
     def quad_form_obs(self, R: np.ndarray) -> np.ndarray:
-        """``r_o' Sigma_oo^{-1} r_o`` per row (``R`` zero in the unobserved cells)."""
-        q = np.einsum("tj,tj->t", R, R / self.D)
-        if self.rank:
-            g = R @ self.Fd
-            q -= np.einsum("ta,ta->t", g, np.einsum("tab,tb->ta", self.Minv, g))
-        return q
+        """``r_o' Sigma_oo^{-1} r_o`` per row (``R`` zero in the unobserved cells).
+
+        As ``||D_o^{-1/2} (r_o - F_o m_t)||^2 + ||m_t||^2``: non-negative terms, with the
+        error in ``m_t`` at second order (``sum r^2 / d - g' M^{-1} g`` loses digits to
+        cancellation when some ``d_j`` is small; cf.
+        :meth:`lowrank_sur.covariance.LowRankCovariance.loglike_accurate`).
+        """
+        dinv = 1.0 / self.D
+        if not self.rank:
+            return np.einsum("tj,tj,j->t", R, R, dinv)
+        m = self.posterior_mean(R)
+        E = m @ self.F.T
+        np.subtract(R, E, out=E)
+        E *= self.O
+        return np.einsum("tj,tj,j->t", E, E, dinv) + np.einsum("ta,ta->t", m, m)
 
     def loglike_obs(self, R: np.ndarray) -> np.ndarray:
         """Each row's Gaussian log-likelihood of its observed residuals."""
@@ -98,7 +112,7 @@ class ObservedCovariance:
         """
         S = V / self.D
         if self.rank:
-            h = np.einsum("tab,tb->ta", self.Minv, V @ self.Fd)
+            h = self._solve_m(V @ self.Fd)
             S -= h @ self.Fd.T
         S *= self.O
         return S
@@ -160,19 +174,13 @@ def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nda
     cov = ObservedCovariance(F, D, observed) if cov is None else cov
     llf = cov.loglike(R)
     N, K = R.shape
-    Om = 1.0 - cov.O
     ss = np.einsum("tj,tj->j", R, R)
-    n_miss = Om.sum(axis=0)
+    n_miss = N - cov.O.sum(axis=0)
     k = F.shape[1]
     if k == 0:
         D_new = (ss + n_miss * D) / N
         return F, np.maximum(D_new, floor), llf
-    m = cov.posterior_mean(R)
-    P = cov.Minv + m[:, :, None] * m[:, None, :]  # E[z z'] per row
-    Pflat = P.reshape(N, k * k)
-    Ssum = Pflat.sum(axis=0).reshape(k, k)
-    Pmiss = (Om.T @ Pflat).reshape(K, k, k)  # sum over each equation's missing rows
-    Rm = R.T @ m  # (K, k): sum over observed rows of r_tj m_t
+    Ssum, Pmiss, Rm = _moments(R, F, cov)  # Pmiss: over each equation's missing rows
     G = Rm + np.einsum("jab,jb->ja", Pmiss, F)
     F_new = np.linalg.solve(Ssum, G.T).T
     Pobs = Ssum[None] - Pmiss
@@ -182,6 +190,47 @@ def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nda
     D_new = (ss - 2.0 * np.einsum("ja,ja->j", F_new, Rm) + quad_obs + quad_miss
              + n_miss * D) / N
     return F_new, np.maximum(D_new, floor), llf
+
+
+def _moments(R: np.ndarray, F: np.ndarray, cov: ObservedCovariance):
+    """E-step sums: ``sum_t E[z z']``, per equation over its missing rows, ``R' m``."""
+    N, K = R.shape
+    k = F.shape[1]
+    m = cov.posterior_mean(R)
+    Pflat = (cov.Minv + m[:, :, None] * m[:, None, :]).reshape(N, k * k)
+    Ssum = Pflat.sum(axis=0).reshape(k, k)
+    Pmiss = (Pflat.sum(axis=0)[None, :] - (Pflat.T @ cov.O).T).reshape(K, k, k)
+    return Ssum, Pmiss, R.T @ m
+
+
+def factor_llf_grad(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.ndarray):
+    """The incomplete-data llf in ``(F, D)`` given residuals, and its gradient.
+
+    By Fisher's identity the gradient is that of the EM surrogate at the current point:
+    ``d llf / d f_j = (G_j - S f_j) / d_j`` and
+    ``d llf / d d_j = N (dhat_j - d_j) / (2 d_j^2)``, with ``S = sum_t E[z_t z_t']``,
+    ``G_j = sum_t E[e_tj z_t]`` and ``dhat_j`` the mean of ``E[(e_tj - f_j' z_t)^2]``.
+
+    Returns
+    -------
+    llf : float
+    gF : ndarray, shape (K, k)
+    gD : ndarray, shape (K,)
+    """
+    cov = ObservedCovariance(F, D, observed)
+    llf = cov.loglike(R)
+    N = R.shape[0]
+    ss = np.einsum("tj,tj->j", R, R)
+    n_miss = N - cov.O.sum(axis=0)
+    if F.shape[1] == 0:
+        return llf, F.copy(), N * ((ss + n_miss * D) / N - D) / (2.0 * D * D)
+    Ssum, Pmiss, Rm = _moments(R, F, cov)
+    G = Rm + np.einsum("jab,jb->ja", Pmiss, F)
+    SF = F @ Ssum
+    gF = (G - SF) / D[:, None]
+    quad_obs = np.einsum("ja,ja->j", F, SF) - np.einsum("ja,jab,jb->j", F, Pmiss, F)
+    dhat = (ss - 2.0 * np.einsum("ja,ja->j", F, Rm) + quad_obs + n_miss * D) / N
+    return llf, gF, N * (dhat - D) / (2.0 * D * D)
 
 
 class MissingGLSOperator:

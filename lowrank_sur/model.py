@@ -447,9 +447,9 @@ class LowRankSUR(LikelihoodModel):
         opts = FitOptions.from_kwargs(method=method, **options)
         estimator = get_cov_type(cov_type)
         cov_kwds = _check_cov_kwds(estimator, cov_kwds)
-        estimator.check_options(self.design, **cov_kwds)  # bad options fail before the fit
         if self.design.observed is not None:
             self._check_missing_options(estimator, cov_type, opts)
+        estimator.check_options(self.design, **cov_kwds)  # bad options fail before the fit
         selection = None
         if isinstance(rank, str) and rank.lower() == FULL_RANK:
             if max_rank is not None:
@@ -509,8 +509,10 @@ class LowRankSUR(LikelihoodModel):
         return max_rank
 
     def _bounded(self, k: int) -> Boundedness:
-        """:func:`~lowrank_sur.bounded.check_bounded` (complete data only; not checked with
-        missing responses)."""
+        """:func:`~lowrank_sur.bounded.check_bounded` at rank ``k`` (complete data only).
+
+        With missing responses the check is not made (it is written for complete data).
+        """
         if self.design.observed is not None:
             return Boundedness(True, [], "", None)
         return check_bounded(self.design, self._Y, k)

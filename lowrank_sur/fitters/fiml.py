@@ -37,16 +37,26 @@ Statistics 35, 335-353.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize
 
 from ..acceleration import squarem
 from ..design import SURDesign
-from ..missing import MissingGLSOperator, ObservedCovariance, factor_em_step
+from ..missing import MissingGLSOperator, ObservedCovariance, factor_em_step, factor_llf_grad
 from ..options import FitOptions
 from .common import Progress, Start, finish, llf_close, ols_start, param_change, report
 from .record import FitRecord
 from .registry import register_fitter
 
 __all__ = ["fit_fiml_als", "fit_fiml_em", "fiml_method", "FIML_METHODS"]
+
+#: SQUAREM cycles of the factor EM before the quasi-Newton polish (:meth:`_Problem.polish`).
+FACTOR_EM_CYCLES = 200
+
+#: L-BFGS-B iterations of that polish.
+POLISH_MAXITER = 500
+
+#: ECME cycles of ``fiml-em`` before its sweeps solve the factor step to convergence.
+EM_CYCLES = 100
 
 #: The incomplete-data fitter behind each complete-data ``method``.
 FIML_METHODS = {"als": "fiml-als", "em": "fiml-em"}
@@ -118,7 +128,8 @@ class _Problem:
         return x
 
     def resid(self, A: np.ndarray) -> np.ndarray:
-        return self.Y - self.design.fitted(A)  # zero in the unobserved cells
+        out = self.design.fitted(A)  # zero in the unobserved cells, as Y is
+        return np.subtract(self.Y, out, out=out)
 
     def gls(self, A: np.ndarray, cov: ObservedCovariance) -> np.ndarray:
         """Exact GLS given the per-row observed covariance, warm-started at ``A``."""
@@ -159,9 +170,41 @@ class _Problem:
             return x
 
         res = squarem(step, np.concatenate([F.ravel(), D]), check=check, project=project,
-                      maxiter=cycles, accelerate=opts.accelerate,
+                      maxiter=min(cycles, FACTOR_EM_CYCLES), accelerate=opts.accelerate,
                       scale=self.scale[self.nA:])
-        return res.x[:K * k].reshape(K, k).copy(), res.x[K * k:].copy()
+        F1, D1 = res.x[:K * k].reshape(K, k).copy(), res.x[K * k:].copy()
+        return self.polish(R, F1, D1, res.llf)
+
+    def polish(self, R: np.ndarray, F: np.ndarray, D: np.ndarray, llf: float):
+        """L-BFGS-B on ``(F / s_j, log(D / s_j^2))`` from the EM point; the better one.
+
+        EM crawls where some ``d_j`` heads to its floor (a Heywood case) and its
+        stopping rule then fires early; the quasi-Newton step (bounds: the floor) does not.
+        """
+        K, k = F.shape
+        sd = np.sqrt(self.floor / self.opts.d_floor)
+        s2 = self.floor / self.opts.d_floor
+        norm = float(R.size)
+
+        def fun(theta):
+            Fc = theta[:K * k].reshape(K, k) * sd[:, None]
+            Dc = s2 * np.exp(theta[K * k:])
+            try:
+                ll, gF, gD = factor_llf_grad(R, Fc, Dc, self.obs)
+            except np.linalg.LinAlgError:
+                return np.inf, np.zeros_like(theta)
+            self.st.evaluations += 1
+            return -ll / norm, -np.concatenate([(gF * sd[:, None]).ravel(), gD * Dc]) / norm
+
+        x0 = np.concatenate([(F / sd[:, None]).ravel(), np.log(D / s2)])
+        lower = np.log(self.opts.d_floor)
+        bounds = [(None, None)] * (K * k) + [(lower, None)] * K
+        out = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": POLISH_MAXITER, "ftol": 1e-15, "gtol": 1e-12})
+        if np.isfinite(out.fun) and -out.fun * norm > llf:
+            F = out.x[:K * k].reshape(K, k) * sd[:, None]
+            D = np.maximum(s2 * np.exp(out.x[K * k:]), self.floor)
+        return F, D
 
     def llf(self, x: np.ndarray) -> float:
         A, F, D = self.unpack(x)
@@ -186,7 +229,12 @@ class _Problem:
 
 
 def _fit(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions, start: Start | None,
-         name: str, cycles: int | None) -> FitRecord:
+         name: str, em_cycles: int) -> FitRecord:
+    """Fit: ``em_cycles`` ECME cycles, then sweeps with the factor step solved to convergence.
+
+    An ECME cycle is the GLS step and one EM step for ``(F, D)``; the sweeps run until
+    the stopping rule holds (or ``maxiter`` cycles in all).
+    """
     st = fiml_start(design, Y, rank, opts, start)
     prob = _Problem(design, Y, rank, st, opts)
     count = [0]
@@ -200,12 +248,20 @@ def _fit(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions, start: S
         st.last_change = param_change(A, A1, F, F1, D, D1)
         return st.last_change <= opts.ptol
 
-    res = squarem(lambda x: prob.sweep(x, cycles), prob.pack(st.A, st.F, st.D), check=check,
-                  project=prob.project, maxiter=opts.maxiter, accelerate=opts.accelerate,
-                  scale=prob.scale)
+    x, history, iterations = prob.pack(st.A, st.F, st.D), [], 0
+    for cycles, maxiter in ((None, min(em_cycles, opts.maxiter)),
+                            (max(opts.maxiter, 1), opts.maxiter - min(em_cycles, opts.maxiter))):
+        if maxiter <= 0:
+            continue
+        res = squarem(lambda z, c=cycles: prob.sweep(z, c), x, check=check,
+                      project=prob.project, maxiter=maxiter, accelerate=opts.accelerate,
+                      scale=prob.scale)
+        x = res.x
+        history.extend(res.llf_history if not history else res.llf_history[1:])
+        iterations += res.iterations
     st.A, st.F, st.D = (v.copy() for v in prob.unpack(res.x))
-    st.history = [float(v) for v in res.llf_history]
-    st.iterations, st.converged = res.iterations, res.converged
+    st.history = [float(v) for v in history]
+    st.iterations, st.converged = iterations, res.converged
     llf = prob.llf(res.x)
     st.history[-1] = max(st.history[-1], llf) if np.isfinite(llf) else st.history[-1]
     return finish(design, st, opts, llf=llf)
@@ -216,7 +272,7 @@ def _fit(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions, start: S
 def fit_fiml_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                  start: Start | None = None) -> FitRecord:
     """GLS with the per-row observed covariance, then the factor step to convergence."""
-    return _fit(design, Y, rank, opts, start, "FIML ALS sweep", cycles=max(opts.maxiter, 1))
+    return _fit(design, Y, rank, opts, start, "FIML ALS sweep", em_cycles=0)
 
 
 @register_fitter("fiml-em", "EM, missing responses by FIML (maximum likelihood)",
@@ -224,4 +280,4 @@ def fit_fiml_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
 def fit_fiml_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                 start: Start | None = None) -> FitRecord:
     """ECME: GLS with the per-row observed covariance, then one EM step for ``(F, D)``."""
-    return _fit(design, Y, rank, opts, start, "FIML EM iteration", cycles=None)
+    return _fit(design, Y, rank, opts, start, "FIML EM iteration", em_cycles=EM_CYCLES)
