@@ -19,6 +19,9 @@ Little, R. J. A. and Rubin, D. B. (2002). *Statistical Analysis with Missing Dat
 
 Rubin, D. B. and Thayer, D. T. (1982). EM algorithms for ML factor analysis.
 Psychometrika 47, 69-76.
+
+Liu, C., Rubin, D. B. and Wu, Y. N. (1998). Parameter expansion to accelerate EM: the
+PX-EM algorithm. Biometrika 85, 755-770.
 """
 
 from __future__ import annotations
@@ -141,7 +144,8 @@ def observed_llf(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.ndarr
 
 
 def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.ndarray,
-                   floor: np.ndarray, cov: ObservedCovariance | None = None):
+                   floor: np.ndarray, cov: ObservedCovariance | None = None,
+                   px: bool = True):
     """One EM step for ``(F, D)`` given residuals with unobserved cells (Little-Rubin).
 
     Parameters
@@ -156,6 +160,10 @@ def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nda
         Floor on the new D.
     cov : ObservedCovariance, optional
         The observed covariance at ``(F, D)`` if already built.
+    px : bool
+        Parameter-expanded EM (Liu, Rubin and Wu 1998): also estimate the factors'
+        covariance ``C = S / N`` and map the loadings back, ``F <- F chol(C)``; the
+        D-step is unchanged. Still monotone, and far fewer steps with strong factors.
 
     Returns
     -------
@@ -189,6 +197,8 @@ def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nda
     quad_miss = np.einsum("ja,jab,jb->j", delta, Pmiss, delta)
     D_new = (ss - 2.0 * np.einsum("ja,ja->j", F_new, Rm) + quad_obs + quad_miss
              + n_miss * D) / N
+    if px:  # PX-EM: the factors' covariance S / N, mapped back (Liu, Rubin and Wu 1998)
+        F_new = F_new @ np.linalg.cholesky(Ssum / N)
     return F_new, np.maximum(D_new, floor), llf
 
 
