@@ -112,6 +112,8 @@ def mc_cell(k_eqs, rate, cfg, seed):
         "converged": int(np.sum(conv)),
         "bias_in_sd_mean_abs": float(np.mean(np.abs(E.mean(axis=0)[slopes] / sd[slopes]))),
         "bias_in_se_of_mean_max": float(np.max(np.abs(E.mean(axis=0) / (sd / np.sqrt(len(E)))))),
+        # with no bias, |mean error / sd| has expectation about sqrt(2 / pi / reps)
+        "bias_in_sd_null_level": float(np.sqrt(2.0 / np.pi / len(E))),
         "coverage95": float(np.mean(cover)),
         "rmse_fiml": rmse,
         "rmse_ratio_vs_own_rows_ols": rmse / float(np.sqrt(np.mean(np.array(err_ols) ** 2))),
@@ -180,6 +182,8 @@ def main(argv=None) -> int:
                   f"{'infeasible' if lw is None else f'{lw:.3f}'} | "
                   f"{r['rmse_ratio_vs_own_rows_ols']:.3f} | {r['complete_rows_mean']:.1f} |",
                   flush=True)
+    print(f"(mean abs bias/sd has expectation {np.sqrt(2 / np.pi / cfg['reps']):.3f} "
+          "when the estimates are unbiased)")
     out = {"preset": args.preset, "config": {k: v for k, v in cfg.items() if k != "perf"},
            "seed": args.seed, "mc": rows, "python": sys.version.split()[0]}
     if not args.skip_perf:
