@@ -65,8 +65,11 @@ def draw_responses(design: SURDesign, whitened_coefs: np.ndarray, cov, n_boot: i
     mean = design.fitted(whitened_coefs)
     n = design.nobs
     errors = cov.sample(n * n_boot, rng)  # all draws from one stream, once
+    observed = getattr(design, "observed", None)
     for b in range(n_boot):
-        yield mean + errors[b * n:(b + 1) * n]
+        Yb = mean + errors[b * n:(b + 1) * n]
+        # missing="fiml": the draws keep the data's pattern of observed cells
+        yield Yb if observed is None else np.where(observed, Yb, 0.0)
 
 
 def monte_carlo_pvalue(stat: float, stats: np.ndarray) -> float:

@@ -90,6 +90,9 @@ class SURDesign:
         Equation labels used in error messages.
     exog_names : sequence of sequence of str, optional
         Column names per equation used in error messages.
+    observed : ndarray of bool, shape (N, K), optional
+        Observed response cells (``missing="fiml"``; the regressors must be zero in the
+        other cells). None: every cell is observed.
 
     Attributes
     ----------
@@ -107,6 +110,7 @@ class SURDesign:
         Xs: Sequence[np.ndarray],
         eq_names: Sequence[str] | None = None,
         exog_names: Sequence[Sequence[str]] | None = None,
+        observed: np.ndarray | None = None,
     ) -> None:
         if eq_names is None:
             eq_names = [f"equation {j}" for j in range(len(Xs))]
@@ -121,6 +125,9 @@ class SURDesign:
         self.eq_names = names
         first = arrays[0]
         self.shared = all(X is first or np.array_equal(X, first) for X in arrays[1:])
+        # missing="fiml": the N x K mask of observed cells (the regressors are zero in the
+        # others, so each Q_j has zero rows there); None when every cell is observed
+        self.observed = observed
         self._factor(arrays, exog_names)
 
     def _factor(self, arrays: list[np.ndarray], exog_names) -> None:

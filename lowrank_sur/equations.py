@@ -28,6 +28,7 @@ from statsmodels.iolib.summary import Summary, summary_params
 from statsmodels.regression._prediction import PredictionResults
 
 from .covariance import LowRankCovariance
+from .missing import ObservedCovariance
 from .summary import check_alpha
 
 __all__ = ["EquationResults", "EquationResult", "SURPrediction", "SIGMA_MAX_K"]
@@ -61,11 +62,11 @@ class EquationResult:
         self.dep_name = eq.dep_name
         self.exog_names = list(eq.exog_names)
         self._slice = slice(int(d.offsets[j]), int(d.offsets[j + 1]))
-        self.nobs = res.nobs
+        self.nobs = int(res.model.nobs_eqs.iloc[j])  # its observed rows (missing="fiml")
         p = int(d.p[j])
         self.k_constant = int(res._eq_stats["k_constant"].iloc[j])
         self.df_model = p - self.k_constant
-        self.df_resid = res.nobs - p
+        self.df_resid = self.nobs - p
         self.use_t = res.use_t
 
     def _part(self, values) -> pd.Series:
@@ -235,20 +236,31 @@ class EquationResults:
     def _rank_text(self) -> str:
         return "full" if not isinstance(self.error_cov, LowRankCovariance) else str(self.rank)
 
+    def _observed_arrays(self):
+        """Responses and residuals, zero in unobserved cells (``missing="fiml"``), the mask."""
+        Y = self.model.system.endog.to_numpy()
+        R = self.resid.to_numpy()
+        obs = self.model.design.observed
+        if obs is not None:
+            Y, R = np.where(obs, Y, 0.0), np.where(obs, R, 0.0)
+        return Y, R, obs
+
     @property
     def _eq_stats(self) -> pd.DataFrame:
         def compute():
             self._require_data("per-equation R-squared")
-            Y = self.model.system.endog.to_numpy()
-            R = self.resid.to_numpy()
+            Y, R, obs = self._observed_arrays()
             consts = self.model.has_constant.astype(int)
             ssr = np.einsum("ij,ij->j", R, R)
-            Yc = Y - Y.mean(axis=0)
+            n = self.model.nobs_eqs.to_numpy()
+            Yc = Y - Y.sum(axis=0) / n
+            if obs is not None:
+                Yc = np.where(obs, Yc, 0.0)
             tss = np.where(consts == 1, np.einsum("ij,ij->j", Yc, Yc),
                            np.einsum("ij,ij->j", Y, Y))
             r2 = 1.0 - ssr / tss
             p = self.model.design.p
-            adj = 1.0 - (self.nobs - consts) / (self.nobs - p) * (1.0 - r2)
+            adj = 1.0 - (n - consts) / (n - p) * (1.0 - r2)
             return pd.DataFrame({"ssr": ssr, "rsquared": r2, "rsquared_adj": adj,
                                  "k_constant": consts}, index=self.equation_labels)
 
@@ -287,10 +299,14 @@ class EquationResults:
         """
         def compute():
             self._require_data("system_rsquared")
-            Y = self.model.system.endog.to_numpy()
-            R = self.resid.to_numpy()
-            num = float(np.sum(self.error_cov.quad_form_obs(R)))
-            den = float(np.sum(self.error_cov.quad_form_obs(Y - Y.mean(axis=0))))
+            Y, R, obs = self._observed_arrays()
+            Yc = Y - Y.sum(axis=0) / self.model.nobs_eqs.to_numpy()
+            cov = self.error_cov
+            if obs is not None:  # the observed blocks of each row
+                Yc = np.where(obs, Yc, 0.0)
+                cov = ObservedCovariance(cov.F, cov.D, obs)
+            num = float(np.sum(cov.quad_form_obs(R)))
+            den = float(np.sum(cov.quad_form_obs(Yc)))
             return 1.0 - num / den
 
         return self._kept("system_rsquared", compute)

@@ -11,7 +11,7 @@ import pandas as pd
 from statsmodels.base.model import LikelihoodModel
 
 from .coefcov import get_cov_type
-from .coefcov.fullcov import coefficient_covariance
+from .coefcov.fullcov import check_missing_cov_type, coefficient_covariance
 from .coefcov.registry import check_cov_kwds as _check_cov_kwds
 from .constraints import parse_constraints
 from .covariance import LowRankCovariance
@@ -24,6 +24,7 @@ from .exceptions import (
 from .fitters import fit_design
 from .fitters.api import FULL_RANK
 from .fitters.rank_search import select_rank
+from .missing import observed_llf
 from .newdata import exog_matrices
 from .options import FitOptions
 from .results import LowRankSURResults, LowRankSURResultsWrapper
@@ -53,18 +54,32 @@ class LowRankSUR(LikelihoodModel):
         (``exog`` holds its own constant).
     data : DataFrame or mapping, optional
         Data for the formulas. Never modified.
-    missing : {"drop", "raise"}
-        Rows with a missing value in any equation's variables are dropped from
-        every equation (as linearmodels does) or raise an error.
+    missing : {"drop", "raise", "fiml"}
+        Rows with a missing value in any equation's variables are dropped from every
+        equation (``"drop"``, as linearmodels does) or raise an error (``"raise"``).
+        ``"fiml"`` keeps every observed response: row t contributes the likelihood of
+        its observed responses (full-information ML under missing at random; an
+        equation with a missing regressor in row t treats its response there as
+        missing, with a warning). See the user guide page "Missing responses".
 
     Attributes
     ----------
     k_eqs : int
         Number of equations K.
     nobs : int
-        Observations per equation N (after dropping incomplete rows).
+        Number of rows N: with ``"drop"`` the complete rows, with ``"fiml"`` the rows
+        where at least one equation is observed. AIC/BIC use it.
+    nobs_eqs : Series
+        Observed rows per equation (all equal to ``nobs`` without missing cells).
+    nobs_cells : int
+        Observed response cells, ``nobs_eqs.sum()``; ``df_resid = nobs_cells - P``.
+    missing : str
+        ``"fiml"`` when some cell is unobserved, else ``"drop"`` (complete data).
+    n_regressor_missing : dict
+        ``missing="fiml"``: equation label -> responses treated as missing because a
+        regressor is missing in that row.
     n_dropped : int
-        Rows dropped for missing values.
+        Rows dropped for missing values (with ``"fiml"``: rows with no observed cell).
     equation_labels : list of str
         Equation labels.
     param_names : list of str
@@ -101,21 +116,33 @@ class LowRankSUR(LikelihoodModel):
             )
         self.data.param_names = names
         self.data.cov_names = names
+        observed = getattr(system, "observed", None)
         self.design = SURDesign(
             system.exog,
             eq_names=[f"equation {lab!r}" for lab in system.labels],
             exog_names=[e.exog_names for e in system.equations],
+            observed=observed,
         )
         self.k_eqs = self.design.k_eqs
         self.nobs = self.design.nobs
         self.n_dropped = system.n_dropped
         self.k_params = self.design.k_params
-        #: per equation: whether it has a constant non-zero column (an intercept)
-        self.has_constant = constant_flags(system.exog)
+        self.missing = "fiml" if observed is not None else "drop"
+        counts = (observed.sum(axis=0) if observed is not None
+                  else np.full(self.k_eqs, self.nobs))
+        self.nobs_eqs = pd.Series(counts.astype(int), index=system.labels, name="nobs")
+        self.nobs_cells = int(counts.sum())
+        self.n_regressor_missing = dict(getattr(system, "n_regressor_missing", {}) or {})
+        #: per equation: whether it has a constant non-zero column (an intercept) in its rows
+        self.has_constant = constant_flags(
+            system.exog if observed is None
+            else [X[o] for X, o in zip(system.exog, observed.T)])
         self.k_constant = int(self.has_constant.sum())
         self.df_model = self.k_params - self.k_constant
-        self.df_resid = self.nobs * self.k_eqs - self.k_params
+        self.df_resid = self.nobs_cells - self.k_params
         self._Y = system.endog.to_numpy()
+        if observed is not None:  # zero in the unobserved cells for the linear algebra
+            self._Y = np.where(observed, self._Y, 0.0)
         # identifies the responses after remove_data() (compare_lr_test)
         self._data_key = _fingerprint(self._Y)
         # arrays with N rows, wiped by ``results.remove_data()`` (statsmodels' convention)
@@ -269,6 +296,9 @@ class LowRankSUR(LikelihoodModel):
             )
         self._require_data("model.loglike")
         R = self._Y - self.predict(params)
+        if self.design.observed is not None:  # missing="fiml": observed cells only
+            return observed_llf(R, np.asarray(F, dtype=float), np.asarray(D, dtype=float),
+                                self.design.observed)
         return LowRankCovariance(F, D).loglike(R)
 
     def _no_derivatives(self, name: str):
@@ -389,6 +419,8 @@ class LowRankSUR(LikelihoodModel):
         opts = FitOptions.from_kwargs(method=method, **options)
         estimator = get_cov_type(cov_type)
         cov_kwds = _check_cov_kwds(estimator, cov_kwds)
+        if self.design.observed is not None:
+            self._check_missing_options(estimator, cov_type, opts)
         estimator.check_options(self.design, **cov_kwds)  # bad options fail before the fit
         selection = None
         if isinstance(rank, str) and rank.lower() == FULL_RANK:
@@ -421,3 +453,13 @@ class LowRankSUR(LikelihoodModel):
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection, fit_options=opts)
         return LowRankSURResultsWrapper(res)
+
+    @staticmethod
+    def _check_missing_options(estimator, cov_type: str, opts: FitOptions) -> None:
+        """What ``missing="fiml"`` does not support yet fails before the fit."""
+        check_missing_cov_type(estimator, cov_type)
+        if opts.debiased:
+            raise NotImplementedError(
+                "debiased=True is not available yet with missing responses "
+                "(missing='fiml'); drop it, or use missing='drop'"
+            )

@@ -302,6 +302,8 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         self._require_data("fittedvalues")
         d = self.model.design
         fitted = d.fitted(self._record.whitened_coefs)
+        if d.observed is not None:  # missing="fiml": no fitted value in unobserved cells
+            fitted = np.where(d.observed, fitted, np.nan)
         return pd.DataFrame(fitted, index=self.model.system.endog.index,
                             columns=self.equation_labels)
 

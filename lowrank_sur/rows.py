@@ -17,7 +17,7 @@ import numpy as np
 from .exceptions import DroppedRowsWarning, SpecificationError, external_stacklevel
 
 __all__ = ["Part", "check_finite", "complete_rows", "report_dropped", "check_kept",
-           "aligned_arrays"]
+           "aligned_arrays", "observed_cells", "observed_arrays", "report_regressor_gaps"]
 
 
 def check_finite(label: str, name: str, values: np.ndarray, what: str) -> None:
@@ -130,3 +130,82 @@ def aligned_arrays(parts, keep: np.ndarray, n_dropped: int):
         exog.append(part.X if full and (part.X.flags.owndata or part.plain) else
                     np.array(part.X if full else part.X[keep], dtype=float))
     return endog, exog
+
+
+def _full_rows(part: Part, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """One equation's response and regressors on all ``n_rows`` rows (NaN where absent)."""
+    if part.pos is None:
+        return part.y, part.X
+    y = np.full(n_rows, np.nan)
+    X = np.full((n_rows, part.X.shape[1]), np.nan)
+    y[part.pos] = part.y
+    X[part.pos] = part.X
+    return y, X
+
+
+def observed_cells(eqs, parts, n_rows: int) -> np.ndarray:
+    """``missing="fiml"``: the N x K mask of cells whose response and regressors are observed.
+
+    Runs the inf and constant-response checks of :func:`complete_rows`; an equation with
+    no observed row raises.
+    """
+    obs = np.zeros((n_rows, len(parts)), dtype=bool)
+    for j, (e, part) in enumerate(zip(eqs, parts)):
+        ok = _check_values(e, part.y, part.X)
+        local = np.ones(part.y.shape[0], dtype=bool) if ok is None else ok
+        if part.pos is None:
+            obs[:, j] = local
+        else:
+            obs[part.pos[local], j] = True
+        if not obs[:, j].any():
+            raise SpecificationError(
+                f"equation {e.label!r}: every row has a missing value in its response or "
+                "regressors, so no observation is left; check those columns"
+            )
+    return obs
+
+
+def observed_arrays(parts, obs: np.ndarray, keep: np.ndarray):
+    """``missing="fiml"``: responses (NaN where unobserved) and zero-filled regressors.
+
+    On the kept rows (those where some equation is observed); own copies.
+    """
+    n_rows = obs.shape[0]
+    endog = np.empty((int(keep.sum()), len(parts)))
+    exog = []
+    for j, part in enumerate(parts):
+        y, X = _full_rows(part, n_rows)
+        o = obs[keep, j]
+        endog[:, j] = np.where(o, y[keep], np.nan)
+        exog.append(np.where(o[:, None], X[keep], 0.0))
+    return endog, exog
+
+
+def report_regressor_gaps(eqs, parts, obs: np.ndarray, frame=None) -> dict:
+    """``missing="fiml"``: warn about responses treated as missing for a missing regressor.
+
+    Returns ``{label: count}`` for the equations with such rows. Formula equations are
+    counted when their response is a column of ``frame``.
+    """
+    gaps = {}
+    for j, (e, part) in enumerate(zip(eqs, parts)):
+        if part.pos is None:
+            seen = ~np.isnan(part.y)
+        elif frame is not None and e.dep_name in frame.columns:
+            seen = frame[e.dep_name].notna().to_numpy()
+        else:
+            continue
+        n = int(np.sum(seen & ~obs[:, j]))
+        if n:
+            gaps[e.label] = n
+    if gaps:
+        listed = ", ".join(f"{lab!r} ({n})" for lab, n in list(gaps.items())[:10])
+        more = f" and {len(gaps) - 10} more" if len(gaps) > 10 else ""
+        warnings.warn(
+            f"missing='fiml': equation(s) {listed}{more} have a missing regressor in rows "
+            "where the response is observed; those responses are treated as missing "
+            "(see model.n_regressor_missing)",
+            DroppedRowsWarning,
+            stacklevel=external_stacklevel(),
+        )
+    return gaps

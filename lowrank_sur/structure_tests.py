@@ -211,6 +211,12 @@ class CovStructureTests:
         if self._not_ml:
             return covtests.invalid_test(name, self._not_ml)
         design, Y = self.model.design, self.model._Y
+        if design.observed is not None:
+            raise NotImplementedError(
+                "lr_test_unrestricted is not available yet with missing responses "
+                "(missing='fiml'): the unrestricted Sigma is not fitted with missing cells; "
+                "use compare_lr_test against a higher rank"
+            )
         p_bar = float(np.mean(design.p))
         reason = covtests.unrestricted_unavailable(design, Y)
         args = (self.nobs, self.k_eqs, self.rank, p_bar)

@@ -81,7 +81,27 @@ def _header(res) -> tuple[list, list]:
         ("Bounded likelihood:", [str(res.likelihood_bounded)]),
         ("Degenerate:", [str(res.degenerate)]),
     ]
+    model = res.model
+    if getattr(model, "missing", "drop") == "fiml":
+        cells = model.nobs * model.k_eqs
+        left.insert(5, ("Observed cells:", [f"{model.nobs_cells} of {cells} "
+                                            f"({100.0 * model.nobs_cells / cells:.1f}%)"]))
+        right.insert(0, ("Missing responses:", ["FIML (MAR)"]))
+        right[-2] = ("Bounded likelihood:", ["not checked"])
     return left, right
+
+
+def _missing_note(res) -> list[str]:
+    """Observed rows per equation, for a fit with missing responses."""
+    model = res.model
+    if getattr(model, "missing", "drop") != "fiml":
+        return []
+    counts = model.nobs_eqs
+    listed = ", ".join(f"{lab} {n}" for lab, n in list(counts.items())[:10])
+    more = f", ... ({len(counts) - 10} more)" if len(counts) > 10 else ""
+    return [f"Missing responses by full-information ML: {model.nobs_cells} observed cells "
+            f"in {model.nobs} rows; observed rows per equation: {listed}{more} "
+            "(model.nobs_eqs)."]
 
 
 def _maximum_notes(res) -> list[str]:
@@ -119,6 +139,7 @@ def _notes(res, shown, labels) -> list[str]:
             "the estimates are not the MLE (increase maxiter)."
         )
     notes.extend(_maximum_notes(res))
+    notes.extend(_missing_note(res))
     if (res._record.label or "").startswith("Two-step"):
         notes.append(
             "Two-step FGLS is a one-step estimator, not a maximum of the likelihood: the "

@@ -35,7 +35,16 @@ from .formula import (
 from .newdata import new_exog
 from .pairs import pair_arrays
 from .plain import PlainColumns, plain_design
-from .rows import Part, aligned_arrays, check_kept, complete_rows, report_dropped
+from .rows import (
+    Part,
+    aligned_arrays,
+    check_kept,
+    complete_rows,
+    observed_arrays,
+    observed_cells,
+    report_dropped,
+    report_regressor_gaps,
+)
 
 __all__ = ["Equation", "EquationSystem", "build_system"]
 
@@ -119,6 +128,8 @@ class EquationSystem:
     n_dropped: int
     formula_data: pd.DataFrame | None = None  # copy of the columns the formulas use, rows used
     panel: object | None = None  # panel.PanelInfo for LowRankSUR.from_panel
+    observed: np.ndarray | None = None  # missing="fiml": N x K observed cells (None: all)
+    n_regressor_missing: dict = field(default_factory=dict)  # fiml: label -> cells
 
     @property
     def labels(self) -> list[str]:
@@ -409,9 +420,10 @@ def build_system(
         Label -> patsy formula string (needs ``data``) or label -> ``(endog, exog)``.
     data : DataFrame or mapping, optional
         Data for the formulas. Never modified, and not referred to afterwards.
-    missing : {"drop", "raise"}
+    missing : {"drop", "raise", "fiml"}
         Rows with a missing value in any equation's variables are dropped from every
-        equation (``"drop"``) or raise an error (``"raise"``).
+        equation (``"drop"``) or raise an error (``"raise"``); ``"fiml"`` keeps every
+        observed cell (rows where no equation is observed are dropped).
     eval_env : patsy.EvalEnvironment or int
         Where formulas look up functions.
 
@@ -419,11 +431,16 @@ def build_system(
     -------
     EquationSystem
     """
-    if missing not in ("drop", "raise"):
-        raise ValueError(f"missing must be 'drop' or 'raise', got {missing!r}")
+    if missing not in ("drop", "raise", "fiml"):
+        raise ValueError(f"missing must be 'drop', 'raise' or 'fiml', got {missing!r}")
     labels = _check_labels(equations)
     frame = _formula_frame(equations, labels, data)
     eqs, parts, index = _collect(equations, labels, frame, eval_env)
+    if missing == "fiml":
+        obs = observed_cells(eqs, parts, len(index))
+        if not obs[obs.any(axis=1)].all():
+            return _fiml_system(eqs, parts, index, frame, obs)
+        missing = "drop"  # no cell is missing on the rows kept: the complete-data system
     keep = complete_rows(eqs, parts, len(index))
     n_dropped = int((~keep).sum())
     if frame is not None:
@@ -442,3 +459,21 @@ def build_system(
     endog, exog = aligned_arrays(parts, keep, n_dropped)
     endog = pd.DataFrame(endog, index=kept, columns=labels)
     return EquationSystem(eqs, endog, exog, n_dropped, formula_data)
+
+
+def _fiml_system(eqs, parts, index: pd.Index, frame, obs: np.ndarray) -> EquationSystem:
+    """``missing="fiml"``: every equation on its own observed rows, zero-filled elsewhere."""
+    gaps = report_regressor_gaps(eqs, parts, obs, frame)
+    keep = obs.any(axis=1)
+    kept = index[keep]
+    formula_data = None
+    if frame is not None:
+        formula_data = _formula_data(eqs, frame, kept)
+        for e, part in zip(eqs, parts):
+            if e.formula is not None and not part.plain:
+                e.design_info = part.design_info
+                freeze_design(e.design_info)
+    endog, exog = observed_arrays(parts, obs, keep)
+    endog = pd.DataFrame(endog, index=kept, columns=[e.label for e in eqs])
+    return EquationSystem(eqs, endog, exog, int((~keep).sum()), formula_data,
+                          observed=obs[keep], n_regressor_missing=gaps)

@@ -177,3 +177,20 @@ def test_multistart_quick(tmp_path):
     assert records[1]["n_starts"] == "auto" and records[1]["starts"] == 1
     table = (tmp_path / "multistart.md").read_text()
     assert table.count("\n| strong K=100 |") == 3
+
+
+def test_missing_mc_quick(tmp_path):
+    script = SCRIPT.parent / "missing_mc.py"
+    proc = run_benchmark(script, "--preset", "quick", "--output-dir", str(tmp_path),
+                         timeout=300)
+    payload = json.loads((tmp_path / "missing_mc_quick.json").read_text())
+    assert [(r["k_eqs"], r["rate"]) for r in payload["mc"]] == [(10, 0.05), (10, 0.2)]
+    for r in payload["mc"]:
+        assert r["converged"] == r["reps"], r
+        assert 0.5 < r["coverage95"] <= 1.0, r
+        # FIML uses every observed cell: more precise than OLS on each equation's rows
+        assert 0.0 < r["rmse_ratio_vs_own_rows_ols"] < 1.0, r
+    perf = payload["perf"]
+    assert perf["fiml_converged"] and perf["complete_converged"]
+    assert perf["peak_bytes"] > 0 and math.isfinite(perf["time_ratio"])
+    assert "perf K=200" in proc.stdout

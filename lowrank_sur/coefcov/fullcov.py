@@ -6,6 +6,9 @@ The registered ``cov_type`` estimator, except
   :class:`~lowrank_sur.covariance.DenseCovariance`), where ``"nonrobust"`` is
   :class:`DenseNonrobustCovariance`: ``(X'(Sigma^{-1} kron I) X)^{-1}`` through the dense
   P x P normal matrix (K < N, small systems);
+* for a fit with missing responses (``missing="fiml"``), where ``"nonrobust"`` is
+  :class:`~lowrank_sur.coefcov.fiml.FIMLNonrobustCovariance` (the incomplete-data
+  information) and the other types raise ``NotImplementedError``;
 * for a fit with constraints imposed, where the covariance is the restricted one:
   ``V - V R' (R V R')^{-1} R V`` for ``"nonrobust"``
   (:class:`~lowrank_sur.constraints.ConstrainedCoefCov`) and the sandwich with the
@@ -25,12 +28,23 @@ from scipy import linalg
 from ..constraints import ConstrainedCoefCov, ConstrainedSandwich
 from ..covariance import DenseCovariance
 from ..gls import dense_normal_matrix
+from .fiml import FIMLNonrobustCovariance
 from .nonrobust import NonrobustCovariance
 from .registry import get_cov_type
 from .sandwich import SandwichCovariance
 from .smallsample import debiased_record
 
-__all__ = ["DenseNonrobustCovariance", "coefficient_covariance"]
+__all__ = ["DenseNonrobustCovariance", "coefficient_covariance", "check_missing_cov_type"]
+
+
+def check_missing_cov_type(estimator: type, cov_type: str) -> None:
+    """Refuse the covariance types not built yet for missing responses (``missing="fiml"``)."""
+    if estimator is not NonrobustCovariance:
+        raise NotImplementedError(
+            f"cov_type={cov_type!r} is not available yet with missing responses "
+            "(missing='fiml'); use cov_type='nonrobust' (the incomplete-data information), "
+            "or missing='drop'"
+        )
 
 
 class DenseNonrobustCovariance(NonrobustCovariance):
@@ -86,6 +100,9 @@ def coefficient_covariance(cov_type: str, design, Y, record, cov_kwds: dict,
     if debiased and not isinstance(record.cov, DenseCovariance):
         record = debiased_record(record, design)
     estimator = get_cov_type(cov_type)
+    if getattr(design, "observed", None) is not None:
+        check_missing_cov_type(estimator, cov_type)
+        return FIMLNonrobustCovariance(design, Y, record)
     constrained = record.constraints is not None
     if constrained and not (estimator is NonrobustCovariance
                             or issubclass(estimator, SandwichCovariance)):

@@ -13,6 +13,7 @@ from ..exceptions import PerformanceWarning, external_stacklevel
 from ..options import FitOptions, check_rank
 from ..selection import warn_if_unidentified
 from .common import Start
+from .fiml import fiml_method
 from .multistart import fit_with_starts
 from .record import FitRecord
 from .registry import available_methods, get_fitter
@@ -63,6 +64,8 @@ def fit_design(
             f"constraints: R has {opts.constraints[0].shape[1]} columns but the model has "
             f"{design.k_params} coefficients"
         )
+    if getattr(design, "observed", None) is not None:
+        return _fit_missing(design, Y, rank, opts, start_params)
     if isinstance(rank, str) and rank.lower() == FULL_RANK:
         return _fit_full(fitter, design, Y, opts, start_params)
     rank = check_rank(rank, design.k_eqs, design.nobs)
@@ -84,6 +87,30 @@ def fit_design(
 
 #: The ``rank`` of an unrestricted Sigma.
 FULL_RANK = "full"
+
+
+def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
+                 start_params) -> FitRecord:
+    """Unobserved response cells (``missing="fiml"``): the incomplete-data fitter of ``method``.
+
+    No multi-start and no boundedness check (both are written for complete data).
+    """
+    if isinstance(rank, str):
+        raise NotImplementedError(
+            f"rank={rank!r} is not available with missing responses (missing='fiml'); "
+            "give an integer rank, or use missing='drop'"
+        )
+    if opts.constraints is not None:
+        raise NotImplementedError(
+            "constraints are not yet supported with missing responses (missing='fiml'); "
+            "use missing='drop'"
+        )
+    rank = check_rank(rank, design.k_eqs, design.nobs)
+    warn_if_unidentified(design.k_eqs, rank)
+    fitter = get_fitter(fiml_method(opts.method))
+    rec = fitter.fit(design, Y, rank, opts, _user_start(design, rank, start_params))
+    rec.label = fitter.label
+    return rec
 
 
 def _fit_full(fitter, design: SURDesign, Y: np.ndarray, opts: FitOptions,

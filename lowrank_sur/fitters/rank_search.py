@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..bounded import check_bounded
+from ..bounded import Boundedness, check_bounded
 from ..design import SURDesign
 from ..exceptions import (
     ConvergenceWarning,
@@ -58,6 +58,16 @@ def candidate_max_rank(design: SURDesign, max_rank: int | None) -> int:
             f"max_rank={limit}"
         )
     return max_rank
+
+
+def _bounded(design: SURDesign, Y: np.ndarray, rank: int) -> Boundedness:
+    """:func:`~lowrank_sur.bounded.check_bounded`; with missing responses not checked.
+
+    The check is written for complete data (``missing="fiml"`` fits say "not checked").
+    """
+    if getattr(design, "observed", None) is not None:
+        return Boundedness(True, [], "", None)
+    return check_bounded(design, Y, rank)
 
 
 def select_rank(design: SURDesign, Y: np.ndarray, crit: str, max_rank: int | None,
@@ -103,7 +113,7 @@ def select_rank(design: SURDesign, Y: np.ndarray, crit: str, max_rank: int | Non
                **{c: v[k] for c, v in factor_ic.items()},
                "converged": pd.NA, "degenerate": pd.NA, "iterations": pd.NA,
                "heywood": pd.NA,
-               "excluded": exclusion_before_fit(k, design.k_eqs, check_bounded(design, Y, k))}
+               "excluded": exclusion_before_fit(k, design.k_eqs, _bounded(design, Y, k))}
         if not row["excluded"]:
             with warnings.catch_warnings(record=True) as got:
                 warnings.simplefilter("always")

@@ -1,0 +1,311 @@
+"""Incomplete responses under ``Sigma = F F' + diag(D)``: the per-row observed covariance.
+
+Row t observes the equations ``o_t`` (a boolean N x K mask ``observed``); every
+N x K array here holds zeros in the unobserved cells. With ``f_j`` the rows of F:
+
+    M_t = I_k + sum_{j in o_t} f_j f_j' / d_j        (k x k; all rows at once: O(N K k^2))
+    g_t = sum_{j in o_t} f_j r_tj / d_j
+    log|Sigma_oo| = sum_{j in o_t} log d_j + log|M_t|
+    r_o' Sigma_oo^{-1} r_o = sum_{j in o_t} r_tj^2 / d_j - g_t' M_t^{-1} g_t
+
+so the incomplete-data log-likelihood, the solves ``Sigma_oo^{-1} v_o`` of every row
+(the GLS beta step, :class:`MissingGLSOperator`) and the E-step over the factors
+(:func:`factor_em_step`) cost O(N K k + N k^3) and never form a K x K array.
+
+References
+----------
+Little, R. J. A. and Rubin, D. B. (2002). *Statistical Analysis with Missing Data*,
+2nd ed. Wiley, ch. 11.
+
+Rubin, D. B. and Thayer, D. T. (1982). EM algorithms for ML factor analysis.
+Psychometrika 47, 69-76.
+
+Liu, C., Rubin, D. B. and Wu, Y. N. (1998). Parameter expansion to accelerate EM: the
+PX-EM algorithm. Biometrika 85, 755-770.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.sparse.linalg import LinearOperator, cg
+
+from .covariance import LOG_2PI
+from .design import SURDesign
+
+__all__ = ["ObservedCovariance", "MissingGLSOperator", "factor_em_step", "factor_llf_grad",
+           "observed_llf"]
+
+
+class ObservedCovariance:
+    """The observed blocks ``Sigma_{o_t o_t}`` of every row, through the per-row Woodbury form.
+
+    Parameters
+    ----------
+    F : ndarray, shape (K, k)
+        Loadings.
+    D : ndarray, shape (K,)
+        Idiosyncratic variances (positive).
+    observed : ndarray of bool, shape (N, K)
+        Which cells are observed.
+    """
+
+    def __init__(self, F: np.ndarray, D: np.ndarray, observed: np.ndarray) -> None:
+        self.F = np.asarray(F, dtype=float)
+        self.D = np.asarray(D, dtype=float)
+        self.observed = observed
+        self.O = observed  # boolean: products with it need no float copy
+        N, K = observed.shape
+        k = self.F.shape[1]
+        self.rank = k
+        self.Fd = self.F / self.D[:, None]  # D^{-1} F
+        self.n_obs_row = observed.sum(axis=1)
+        self._logd = np.log(self.D) @ observed.T  # sum over o_t of log d_j
+        if k:
+            FF = (self.Fd[:, :, None] * self.F[:, None, :]).reshape(K, k * k)
+            M = np.matmul(FF.T, observed.T).T.reshape(N, k, k)
+            M[:, np.arange(k), np.arange(k)] += 1.0
+            self.M = M
+            self.L = np.linalg.cholesky(M)  # (N, k, k), lower
+            Linv = np.linalg.inv(self.L)
+            self.Minv = np.matmul(Linv.transpose(0, 2, 1), Linv)  # (N, k, k)
+            self.Linv = Linv
+            self._logM = 2.0 * np.log(np.diagonal(self.L, axis1=1, axis2=2)).sum(axis=1)
+        else:
+            self._logM = np.zeros(N)
+
+    # ----------------------------------------------------------- per row
+    def _solve_m(self, G: np.ndarray) -> np.ndarray:
+        """``M_t^{-1} g_t`` for every row of an N x k ``G`` (backward-stable batched solves)."""
+        return np.linalg.solve(self.M, G[:, :, None])[:, :, 0]
+
+    def posterior_mean(self, R: np.ndarray) -> np.ndarray:
+        """``m_t = M_t^{-1} g_t`` (N x k): the factors' posterior means given ``r_o``."""
+        return self._solve_m(R @ self.Fd)
+
+    def quad_form_obs(self, R: np.ndarray) -> np.ndarray:
+        """``r_o' Sigma_oo^{-1} r_o`` per row (``R`` zero in the unobserved cells).
+
+        As ``||D_o^{-1/2} (r_o - F_o m_t)||^2 + ||m_t||^2``: non-negative terms, with the
+        error in ``m_t`` at second order (``sum r^2 / d - g' M^{-1} g`` loses digits to
+        cancellation when some ``d_j`` is small; cf.
+        :meth:`lowrank_sur.covariance.LowRankCovariance.loglike_accurate`).
+        """
+        dinv = 1.0 / self.D
+        if not self.rank:
+            return np.einsum("tj,tj,j->t", R, R, dinv)
+        m = self.posterior_mean(R)
+        E = m @ self.F.T
+        np.subtract(R, E, out=E)
+        E *= self.O
+        return np.einsum("tj,tj,j->t", E, E, dinv) + np.einsum("ta,ta->t", m, m)
+
+    def loglike_obs(self, R: np.ndarray) -> np.ndarray:
+        """Each row's Gaussian log-likelihood of its observed residuals."""
+        return -0.5 * (self.n_obs_row * LOG_2PI + self._logd + self._logM
+                       + self.quad_form_obs(R))
+
+    def loglike(self, R: np.ndarray) -> float:
+        """The incomplete-data log-likelihood ``sum_t log N(r_o; 0, Sigma_oo)``."""
+        return float(np.sum(self.loglike_obs(R)))
+
+    def solve(self, V: np.ndarray) -> np.ndarray:
+        """Rows ``Sigma_oo^{-1} v_o`` (N x K, zero in the unobserved cells) of an N x K ``V``.
+
+        ``V`` must be zero in the unobserved cells.
+        """
+        S = V / self.D
+        if self.rank:
+            h = self._solve_m(V @ self.Fd)
+            S -= h @ self.Fd.T
+        S *= self.O
+        return S
+
+    def inv_diag(self) -> np.ndarray:
+        """``(Sigma_oo^{-1})_jj`` per observed cell (N x K, zero elsewhere)."""
+        out = np.broadcast_to(1.0 / self.D, self.O.shape).copy()
+        if self.rank:
+            k = self.rank
+            FdFd = (self.Fd[:, :, None] * self.Fd[:, None, :]).reshape(-1, k * k)
+            out -= self.Minv.reshape(-1, k * k) @ FdFd.T
+        return out * self.O
+
+    def row_weights(self) -> np.ndarray:
+        """``W_t = D^{-1} F L_t^{-T}`` per row, as a K x k x N array.
+
+        ``Sigma_oo^{-1} = D_o^{-1} - W_{t,o} W_{t,o}'``: the per-row counterpart of
+        :attr:`lowrank_sur.covariance.LowRankCovariance.W`.
+        """
+        return np.einsum("ja,tra->jrt", self.Fd, self.Linv, optimize=True)
+
+
+def observed_llf(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.ndarray) -> float:
+    """The incomplete-data log-likelihood of residuals ``R`` (any values in missing cells)."""
+    return ObservedCovariance(F, D, observed).loglike(np.where(observed, R, 0.0))
+
+
+def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.ndarray,
+                   floor: np.ndarray, cov: ObservedCovariance | None = None,
+                   px: bool = True):
+    """One EM step for ``(F, D)`` given residuals with unobserved cells (Little-Rubin).
+
+    Parameters
+    ----------
+    R : ndarray, shape (N, K)
+        Residuals, zero in the unobserved cells.
+    F, D : ndarray
+        The current loadings and idiosyncratic variances.
+    observed : ndarray of bool, shape (N, K)
+        Observed cells.
+    floor : ndarray, shape (K,)
+        Floor on the new D.
+    cov : ObservedCovariance, optional
+        The observed covariance at ``(F, D)`` if already built.
+    px : bool
+        Parameter-expanded EM (Liu, Rubin and Wu 1998): also estimate the factors'
+        covariance ``C = S / N`` and map the loadings back, ``F <- F chol(C)``; the
+        D-step is unchanged. Still monotone, and far fewer steps with strong factors.
+
+    Returns
+    -------
+    F_new, D_new : ndarray
+        The M-step's loadings and variances.
+    llf : float
+        The incomplete-data log-likelihood at ``(F, D)``.
+
+    Notes
+    -----
+    E-step: ``z_t | r_o ~ N(m_t, V_t)`` with ``V_t = M_t^{-1}``; an unobserved error
+    ``e_tj`` has ``E[e_tj z_t'] = f_j'(m_t m_t' + V_t)``. M-step over all N rows:
+    ``f_j = (sum_t E[e_tj z_t']) (sum_t m_t m_t' + V_t)^{-1}`` and ``d_j`` the mean of
+    ``E[(e_tj - f_j' z_t)^2]``.
+    """
+    cov = ObservedCovariance(F, D, observed) if cov is None else cov
+    llf = cov.loglike(R)
+    N, K = R.shape
+    ss = np.einsum("tj,tj->j", R, R)
+    n_miss = N - cov.O.sum(axis=0)
+    k = F.shape[1]
+    if k == 0:
+        D_new = (ss + n_miss * D) / N
+        return F, np.maximum(D_new, floor), llf
+    Ssum, Pmiss, Rm = _moments(R, F, cov)  # Pmiss: over each equation's missing rows
+    G = Rm + np.einsum("jab,jb->ja", Pmiss, F)
+    F_new = np.linalg.solve(Ssum, G.T).T
+    Pobs = Ssum[None] - Pmiss
+    quad_obs = np.einsum("ja,jab,jb->j", F_new, Pobs, F_new)
+    delta = F - F_new
+    quad_miss = np.einsum("ja,jab,jb->j", delta, Pmiss, delta)
+    D_new = (ss - 2.0 * np.einsum("ja,ja->j", F_new, Rm) + quad_obs + quad_miss
+             + n_miss * D) / N
+    if px:  # PX-EM: the factors' covariance S / N, mapped back (Liu, Rubin and Wu 1998)
+        F_new = F_new @ np.linalg.cholesky(Ssum / N)
+    return F_new, np.maximum(D_new, floor), llf
+
+
+def _moments(R: np.ndarray, F: np.ndarray, cov: ObservedCovariance):
+    """E-step sums: ``sum_t E[z z']``, per equation over its missing rows, ``R' m``."""
+    N, K = R.shape
+    k = F.shape[1]
+    m = cov.posterior_mean(R)
+    Pflat = (cov.Minv + m[:, :, None] * m[:, None, :]).reshape(N, k * k)
+    Ssum = Pflat.sum(axis=0).reshape(k, k)
+    Pmiss = (Pflat.sum(axis=0)[None, :] - (Pflat.T @ cov.O).T).reshape(K, k, k)
+    return Ssum, Pmiss, R.T @ m
+
+
+def factor_llf_grad(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.ndarray):
+    """The incomplete-data llf in ``(F, D)`` given residuals, and its gradient.
+
+    By Fisher's identity the gradient is that of the EM surrogate at the current point:
+    ``d llf / d f_j = (G_j - S f_j) / d_j`` and
+    ``d llf / d d_j = N (dhat_j - d_j) / (2 d_j^2)``, with ``S = sum_t E[z_t z_t']``,
+    ``G_j = sum_t E[e_tj z_t]`` and ``dhat_j`` the mean of ``E[(e_tj - f_j' z_t)^2]``.
+
+    Returns
+    -------
+    llf : float
+    gF : ndarray, shape (K, k)
+    gD : ndarray, shape (K,)
+    """
+    cov = ObservedCovariance(F, D, observed)
+    llf = cov.loglike(R)
+    N = R.shape[0]
+    ss = np.einsum("tj,tj->j", R, R)
+    n_miss = N - cov.O.sum(axis=0)
+    if F.shape[1] == 0:
+        return llf, F.copy(), N * ((ss + n_miss * D) / N - D) / (2.0 * D * D)
+    Ssum, Pmiss, Rm = _moments(R, F, cov)
+    G = Rm + np.einsum("jab,jb->ja", Pmiss, F)
+    SF = F @ Ssum
+    gF = (G - SF) / D[:, None]
+    quad_obs = np.einsum("ja,ja->j", F, SF) - np.einsum("ja,jab,jb->j", F, Pmiss, F)
+    dhat = (ss - 2.0 * np.einsum("ja,ja->j", F, Rm) + quad_obs + n_miss * D) / N
+    return llf, gF, N * (dhat - D) / (2.0 * D * D)
+
+
+class MissingGLSOperator:
+    """Normal equations of GLS with each row's observed covariance, matrix-free.
+
+    ``A~ = sum_t Q_{t,o}' Sigma_oo^{-1} Q_{t,o}`` on the whitened design (whose ``Q_j``
+    are zero in the rows where equation j is unobserved). ``A~ v`` costs
+    O(N K (p + k) + N k^2); solves by preconditioned conjugate gradients with the exact
+    block-Jacobi preconditioner ``[Q_j' diag((Sigma_oo^{-1})_jj) Q_j]_j``. No K x K or
+    P x P array.
+
+    Parameters
+    ----------
+    design : SURDesign
+        The whitened design (zero rows in the unobserved cells).
+    cov : ObservedCovariance
+        The per-row observed covariance.
+    """
+
+    def __init__(self, design: SURDesign, cov: ObservedCovariance) -> None:
+        self.design, self.cov = design, cov
+        K, pm = design.k_eqs, design.pmax
+        self.shape = (K * pm, K * pm)
+        c = cov.inv_diag()  # (N, K)
+        B = np.einsum("kpn,kqn,nk->kpq", design.Q, design.Q, c, optimize=False)
+        pad = 1.0 - design.real_mask  # identity on the padding
+        B[:, np.arange(pm), np.arange(pm)] += pad
+        self._pinv = np.linalg.inv(B)
+        self.cg_iterations = 0
+
+    def matvec(self, v: np.ndarray) -> np.ndarray:
+        """``A~ v`` for a flattened K x pmax coefficient vector."""
+        d = self.design
+        V = v.reshape(d.k_eqs, d.pmax)
+        return d.rmul(self.cov.solve(d.fitted(V))).ravel()
+
+    def rhs(self, Y: np.ndarray) -> np.ndarray:
+        """``c~ = sum_t Q_{t,o}' Sigma_oo^{-1} y_{t,o}`` (``Y`` zero in unobserved cells)."""
+        return self.design.rmul(self.cov.solve(Y)).ravel()
+
+    def _precond(self, r: np.ndarray) -> np.ndarray:
+        K, pm = self.design.k_eqs, self.design.pmax
+        return np.einsum("kpq,kq->kp", self._pinv, np.reshape(r, (K, pm))).ravel()
+
+    def solve(self, b: np.ndarray, x0: np.ndarray | None = None, rtol: float = 1e-10,
+              maxiter=None, atol: float = 0.0) -> np.ndarray:
+        """Solve ``A~ x = b`` by preconditioned conjugate gradients (see ``GLSOperator.solve``)."""
+        count = [0]
+
+        def callback(_xk):
+            count[0] += 1
+
+        if maxiter is None:
+            maxiter = 10 * self.shape[0] + 100
+        op = LinearOperator(self.shape, matvec=self.matvec, dtype=float)
+        M = LinearOperator(self.shape, matvec=self._precond, dtype=float)
+        x, info = cg(op, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M,
+                     callback=callback)
+        self.cg_iterations += count[0]
+        if info > 0:
+            res = np.linalg.norm(self.matvec(x) - b)
+            if res > 1e3 * max(rtol * np.linalg.norm(b), atol):
+                raise RuntimeError(
+                    f"conjugate gradients did not converge in {maxiter} iterations "
+                    f"(relative residual {res / np.linalg.norm(b):.2e}); the regressors "
+                    "are likely close to collinear on the observed rows"
+                )
+        return x
