@@ -27,6 +27,7 @@ Little, R. J. A. and Rubin, D. B. (2002). *Statistical Analysis with Missing Dat
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import blas, lapack
 
 from ..missing import MissingGLSOperator, ObservedCovariance
 from .nonrobust import NonrobustCovariance
@@ -71,3 +72,34 @@ class FIMLNonrobustCovariance(NonrobustCovariance):
             Wt = Wt * scale[lo:hi, None, None]
         UT = Wt[:, None, :, :] * d.Q[lo:hi, first:, None, :]  # (m, c, r, t)
         return UT.reshape((hi - lo) * (d.pmax - first), self.cov.rank * d.nobs).T
+
+    def _blocks_woodbury(self) -> np.ndarray:
+        """``d_j I + d_j^2 U_j' C^{-1} U_j``, ``C = I - U B U'`` (N k x N k), ``B = diag(d)``.
+
+        The complete-data route forms only the k (k + 1) / 2 distinct N x N blocks of
+        ``C``, which needs ``U_j = w_j kron Q_j`` with one ``W`` for all rows; here
+        every row has its own ``W_t``, so ``C`` is accumulated from the columns of ``U``
+        (``dsyrk``) and each equation's Gram of ``L^{-1} U_j`` (``dtrmm``) taken in
+        chunks. Memory: ``C`` and one chunk.
+        """
+        d, D = self.design, self.cov.D
+        nk = d.nobs * self.cov.rank
+        C = np.zeros((nk, nk), order="F")
+        sqrt_d = np.sqrt(D)
+        for lo, hi in self._eq_chunks():
+            C = blas.dsyrk(-1.0, self._U_chunk(lo, hi, scale=sqrt_d), beta=1.0, c=C,
+                           lower=1, overwrite_c=1)
+        C[np.diag_indices(nk)] += 1.0
+        L = self._cholesky(C, overwrite=True)
+        L, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        if info != 0:
+            raise np.linalg.LinAlgError("the Woodbury system of the coefficient covariance "
+                                        "is not positive definite")
+        out = np.empty((d.k_eqs, d.pmax, d.pmax))
+        for lo, hi in self._eq_chunks():
+            Z = blas.dtrmm(1.0, L, self._U_chunk(lo, hi), lower=1, overwrite_b=1)
+            Z3 = np.ascontiguousarray(Z.T).reshape(hi - lo, d.pmax, nk)
+            out[lo:hi] = np.matmul(Z3, Z3.transpose(0, 2, 1))
+        out *= (D**2)[:, None, None]
+        out[:, np.arange(d.pmax), np.arange(d.pmax)] += D[:, None]
+        return out
