@@ -13,6 +13,8 @@ References we did not write:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -327,3 +329,23 @@ def test_heywood_constrained_als_stops_on_the_accurate_llf():
     assert abs(res.error_cov.loglike(R) - acc) > 1e-13 * abs(acc)  # why it matters
     h = np.asarray(res.llf_history)
     assert np.all(np.diff(h) >= -1e-12 * abs(res.llf))
+
+
+def test_constrained_heywood_als_reaches_em_maximum():
+    """The same system at default options: ALS's first fit stops at a Heywood point
+    (-965.243, equation 2 on the floor) while EM reaches -959.809 (equation 3 on it).
+    With few equations the search over the equations on the floor runs whenever a start
+    ends there (``multistart.FLOOR_SEARCH_MAX_EQS``), and ALS reaches EM's maximum."""
+    blocks, data = stata.load_blocks(), stata.load_data()
+    block = blocks["common-constrained"]
+    model = model_for(block, data)
+    con = constraint_string(block)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        als = model.fit(rank=1, method="als", constraints=con)
+        em = model.fit(rank=1, method="em", constraints=con)
+        first = model.fit(rank=1, method="als", constraints=con, n_starts=1)
+    assert first.llf < em.llf - 1.0  # the trap is there
+    assert als.converged and em.converged
+    assert abs(als.llf - em.llf) <= 1e-8 * abs(em.llf)
+    assert list(als.heywood) == list(em.heywood)

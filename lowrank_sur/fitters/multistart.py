@@ -21,8 +21,9 @@ other starts:
 Each extra start runs :data:`SHORT_ITERATIONS` iterations; the best
 :data:`N_POLISH` are continued to convergence.
 
-Then, on tiny systems (:data:`AUTO_SMALL_CELLS`) where the extra starts ran and some
-start ended with equations on the floor, :data:`FLOOR_SET_STARTS` ``moved-floor-...``
+Then, on tiny systems (:data:`AUTO_SMALL_CELLS`), or systems of few equations
+(:data:`FLOOR_SEARCH_MAX_EQS`), where the extra starts ran and some start ended with
+equations on the floor, :data:`FLOOR_SET_STARTS` ``moved-floor-...``
 starts (:func:`~lowrank_sur.starts.floor_set_coefficients`): k equations on the floor
 with their coefficients moved so that their residuals (the factors at such a point)
 explain another equation's response as well as possible. With ``D`` on the floor the
@@ -88,6 +89,14 @@ AUTO_FEW_OBS_RATIO = 5
 
 #: Starts in all for those few-observation systems.
 AUTO_FEW_OBS_STARTS = 3
+
+#: Systems with at most this many equations get the searches over the equations on the
+#: floor (like the tiny ones) whenever some start ended on the floor: with few
+#: equations the sets are few, and the Heywood point the starts reach is often not the
+#: highest (Stata's "common" system with two constraints, K=3, N=200, rank 1: ALS
+#: stopped at -965.243 with equation 2 on the floor, the floor search reaches
+#: EM's -959.809 with equation 3 on it).
+FLOOR_SEARCH_MAX_EQS = 10
 
 #: Relative llf difference beyond which two maxima count as distinct.
 DISTINCT_RTOL = 1e-8
@@ -252,6 +261,18 @@ def _floor_set_starts(fit, design, Y, rank, quiet, runs: list) -> None:
     runs.extend(trial[1:])
 
 
+def _search_floor(design: SURDesign, runs: list) -> bool:
+    """Whether to search over the equations on the floor.
+
+    On tiny systems always; on systems of few equations (:data:`FLOOR_SEARCH_MAX_EQS`)
+    when some start ended on the floor.
+    """
+    if design.nobs * design.k_eqs <= AUTO_SMALL_CELLS:
+        return True
+    return (design.k_eqs <= FLOOR_SEARCH_MAX_EQS
+            and any(rec.heywood.size for rec, _, _ in runs))
+
+
 def _n_extra(first: FitRecord, opts: FitOptions, design: SURDesign) -> int:
     if opts.n_starts == "auto":
         if design.nobs * design.k_eqs <= AUTO_SMALL_CELLS:
@@ -324,7 +345,7 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
             resumed = Start(rec.whitened_coefs, rec.F, rec.D, label)
             runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
         runs.extend(trial[N_POLISH:])
-        if design.nobs * design.k_eqs <= AUTO_SMALL_CELLS:
+        if _search_floor(design, runs):
             _floor_set_starts(fit, design, Y, rank, quiet, runs)
             _heywood_search(fit, design, Y, rank, quiet, runs)
     best = _best(runs)
