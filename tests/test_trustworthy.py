@@ -216,17 +216,23 @@ def test_estimates_do_not_depend_on_the_units_of_one_response(data, column, rank
     np.testing.assert_allclose(scaled.error_cov.D[j], base.error_cov.D[j] * c * c, rtol=1e-4)
 
 
-def test_munnell_rank2_auto_finds_the_higher_maximum(munnell):
-    """N=17 < 5 (p + k) = 35: "auto" adds the grown and one random start even without trouble.
+@pytest.mark.parametrize("method", ["als", "em"])
+def test_munnell_rank2_auto_finds_the_higher_maximum(munnell, method):
+    """N=17 < 5 (p + k) = 35: "auto" adds the grown and one random start even without
+    trouble, and a few floor starts (``multistart.FEW_OBS_FLOOR_STARTS``).
 
     The principal-component start stops at 2876.5933 (no Heywood case, converged); the
-    rank-1 solution plus a factor reaches 2877.6222 (KY on the floor, a proper maximum:
-    not degenerate), as n_starts=6 and 10 also find (measured).
+    rank-1 solution plus a factor reaches 2877.6222 for ALS (KY on the floor, a proper
+    maximum: not degenerate), as n_starts=6 and 10 also find (measured). EM stopped at
+    2876.5933 from all three starts; KY on the floor (the third most explained state at
+    that point) takes it to 2877.6222.
     """
-    res, caught = _fit_quiet(munnell, rank=2)
+    res, caught = _fit_quiet(munnell, rank=2, method=method)
     assert abs(res.llf - 2877.6222) < 1e-3, res.llf
-    assert not res.degenerate and res.n_maxima == 2
-    assert len(res.starts) == 3 and res.starts["label"].iloc[0] == "grown"
+    assert res.converged and not res.degenerate and res.n_maxima >= 2
+    assert list(res.heywood) == ["KY"]
+    assert res.starts["label"].iloc[0] in ("grown", "floor-equation 'KY'")
+    assert len(res.starts) <= 3 + 2 * 4 + 2  # the starts, two floor rounds and polishes
     assert any(issubclass(w.category, MultipleMaximaWarning) for w in caught)
 
 
