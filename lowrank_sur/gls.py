@@ -144,35 +144,60 @@ class GLSOperator:
         ndarray
             The solution, length K * pmax.
         """
-        count = [0]
-
-        def callback(_xk):
-            count[0] += 1
-
-        if maxiter is None:
-            maxiter = 10 * self.shape[0] + 100
-        x, info = cg(
-            self.as_linear_operator(),
-            b,
-            x0=x0,
-            rtol=rtol,
-            atol=atol,
-            maxiter=maxiter,
-            M=self.preconditioner(),
-            callback=callback,
-        )
-        self.cg_iterations += count[0]
-        if info > 0:
-            # Conjugate gradients stalled at rounding level: accept only if the true
-            # residual is small relative to the right-hand side.
-            res = np.linalg.norm(self.matvec(x) - b)
-            if res > 1e3 * max(rtol * np.linalg.norm(b), atol):
-                raise RuntimeError(
-                    f"conjugate gradients did not converge in {maxiter} iterations "
-                    f"(relative residual {res / np.linalg.norm(b):.2e}); the regressors are "
-                    "likely close to collinear"
-                )
+        x, iterations = pcg_solve(self.as_linear_operator(), b, self.preconditioner(), x0,
+                                  rtol, atol, maxiter)
+        self.cg_iterations += iterations
         return x
+
+
+def pcg_solve(op: LinearOperator, b: np.ndarray, M: LinearOperator, x0: np.ndarray | None,
+              rtol: float, atol: float, maxiter: int | None,
+              hint: str = "the regressors are likely close to collinear",
+              ) -> tuple[np.ndarray, int]:
+    """Preconditioned conjugate gradients (scipy's ``cg``) with the package's stall check.
+
+    Parameters
+    ----------
+    op, M : LinearOperator
+        The symmetric positive definite operator and its preconditioner.
+    b, x0 : ndarray
+        Right-hand side and warm start (or None).
+    rtol, atol : float
+        Stop at a residual of ``max(rtol ||b||, atol)``.
+    maxiter : int or None
+        Iteration cap (default ``10 n + 100``, effectively exact).
+    hint : str
+        The likely cause named when CG stalls above rounding level.
+
+    Returns
+    -------
+    x : ndarray
+        The solution.
+    iterations : int
+        CG iterations run.
+
+    Raises
+    ------
+    RuntimeError
+        When CG stops at the cap with a true residual more than 1e3 times the tolerance
+        (a stall at rounding level below that is accepted).
+    """
+    count = [0]
+
+    def callback(_xk):
+        count[0] += 1
+
+    if maxiter is None:
+        maxiter = 10 * op.shape[0] + 100
+    x, info = cg(op, b, x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, M=M, callback=callback)
+    if info > 0:
+        res = np.linalg.norm(op.matvec(x) - b)
+        if res > 1e3 * max(rtol * np.linalg.norm(b), atol):
+            raise RuntimeError(
+                f"conjugate gradients did not converge in {maxiter} iterations "
+                f"(relative residual {res / np.linalg.norm(b):.2e}); {hint}"
+            )
+    return x, count[0]
 
 
 def gls_dense(design: SURDesign, cov: Covariance, Y: np.ndarray,
