@@ -1,4 +1,5 @@
-"""Shared fixtures: the Grunfeld five-firm system and its linearmodels iterated-SUR fit."""
+"""Shared fixtures: the Grunfeld five-firm system, its linearmodels iterated-SUR fit and
+the Stata ``sureg`` blocks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
+from stata_check import stata
 
 GRUNFELD_FIRMS = (
     "General Motors",
@@ -81,3 +83,15 @@ def grunfeld_linearmodels_igls(grunfeld):
         method="gls", iterate=True, tol=1e-12, iter_limit=10000, cov_type="unadjusted"
     )
     return res
+
+
+@pytest.fixture(scope="module")
+def blocks():
+    """Every Stata ``sureg`` block of ``tests/results/stata_sureg`` (parsed once)."""
+    return stata.load_blocks()
+
+
+@pytest.fixture(scope="module")
+def stata_data():
+    """The data the Stata blocks were fitted on."""
+    return stata.load_data()

@@ -21,16 +21,19 @@ RESULTS = Path(__file__).resolve().parent / "results"
 RTOL = 1e-6
 
 
-def _load_parser():
-    spec = importlib.util.spec_from_file_location("_lowrank_sur_results_stata_sureg",
-                                                  RESULTS / "stata_sureg.py")
+def load_result_module(name: str):
+    """Import ``tests/results/<name>.py`` by path (``tests`` is not a package), once."""
+    key = f"_lowrank_sur_results_{name}"
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, RESULTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    sys.modules[key] = module
     spec.loader.exec_module(module)
     return module
 
 
-stata = _load_parser()
+stata = load_result_module("stata_sureg")
 
 
 def our_label(eq: str, coef: str) -> str:

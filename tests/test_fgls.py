@@ -28,16 +28,6 @@ FIRMS = ("gm", "ch", "ge", "wh", "us")
 
 
 @pytest.fixture(scope="module")
-def blocks():
-    return stata.load_blocks()
-
-
-@pytest.fixture(scope="module")
-def stata_data():
-    return stata.load_data()
-
-
-@pytest.fixture(scope="module")
 def grunfeld():
     df = grunfeld_wide()
     eqs = {f: f"invest_{f} ~ value_{f} + capital_{f}" for f in FIRMS}

@@ -18,45 +18,25 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from stata_check import load_result_module, our_label, rel_max, stata
 
 from lowrank_sur import IdentificationWarning, LowRankSUR
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("als", "em")
-
-
-def _load(name: str):
-    """Import ``tests/results/<name>.py`` by path (``tests`` is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"_lowrank_sur_results_{name}",
-                                                  RESULTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stata = _load("stata_sureg")
-live = _load("make_live_references")
+live = load_result_module("make_live_references")
 
 
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
-
-def _rel_max(actual, desired) -> float:
-    """Largest absolute difference relative to the largest absolute entry of ``desired``."""
-    actual, desired = np.asarray(actual, dtype=float), np.asarray(desired, dtype=float)
-    assert actual.shape == desired.shape
-    return float(np.max(np.abs(actual - desired)) / np.max(np.abs(desired)))
 
 
 def _rel(actual, desired) -> float:
@@ -107,21 +87,6 @@ def assert_printed(ours, printed, rounding, *, what: str, rtol: float,
         f"{what}: |ours - Stata| = {err[i]:.3g} > {bound[i]:.3g} at {i} "
         f"(ours {ours[i]!r}, Stata {printed[i]!r})"
     )
-
-
-@pytest.fixture(scope="module")
-def blocks():
-    return stata.load_blocks()
-
-
-@pytest.fixture(scope="module")
-def stata_data():
-    return stata.load_data()
-
-
-def _our_label(eq: str, coef: str) -> str:
-    """Stata's ``equation:coefficient`` as our parameter label (``_cons`` is ``Intercept``)."""
-    return f"{eq}_{'Intercept' if coef == stata.CONSTANT else coef}"
 
 
 def _n_complete(stata_data, system: str) -> int:
@@ -274,7 +239,7 @@ def common_fit(request, stata_data, blocks):
 
 
 def _stata_order(block) -> list[str]:
-    return [_our_label(eq, c) for eq, c in block.params.index]
+    return [our_label(eq, c) for eq, c in block.params.index]
 
 
 def test_common_base_coefficients_z_and_p(common_fit, blocks):
@@ -339,7 +304,7 @@ def test_common_base_equation_statistics(common_fit, blocks, stata_data):
     V = res.cov_params()
     chi2, df_m = [], []
     for eq in eqs:
-        names = [_our_label(eq, c) for c in block.coef_names[eq] if c != stata.CONSTANT]
+        names = [our_label(eq, c) for c in block.coef_names[eq] if c != stata.CONSTANT]
         b = res.params[names].to_numpy()
         chi2.append(b @ np.linalg.solve(V.loc[names, names].to_numpy(), b))
         df_m.append(len(names))
@@ -454,8 +419,8 @@ def _check_against_igls(res, ref, df, tol) -> None:
                                       for c in ("Intercept", f"value_{f}", f"capital_{f}")]
     assert _rel(res.params, ref["params"]) <= tol["params"]
     assert _rel(res.bse, ref["std_errors"]) <= tol["bse"]
-    assert _rel_max(res.cov_params(), ref["cov"]) <= tol["cov"]
-    assert _rel_max(res.error_cov.to_dense(), ref["sigma"]) <= tol["sigma"]
+    assert rel_max(res.cov_params(), ref["cov"]) <= tol["cov"]
+    assert rel_max(res.error_cov.to_dense(), ref["sigma"]) <= tol["sigma"]
     llf_theirs = _dense_llf(df, ref["params"], np.asarray(ref["sigma"]))
     assert res.llf >= llf_theirs - LLF_RTOL * abs(llf_theirs)
     assert abs(res.llf - llf_theirs) <= LLF_RTOL * abs(llf_theirs)
@@ -516,7 +481,7 @@ def test_intercept_only_matches_stored_statsmodels_factor_analysis(method):
     np.testing.assert_allclose(s**2, Y.var(axis=0), rtol=1e-14)
     assert _rel(res.params, Y.mean(axis=0)) <= FACTOR_TOL["mean"]
     corr = res.error_cov.to_dense() / np.outer(s, s)
-    assert _rel_max(corr, ref["fitted_corr"]) <= FACTOR_TOL["fitted_corr"]
+    assert rel_max(corr, ref["fitted_corr"]) <= FACTOR_TOL["fitted_corr"]
     assert _rel(res.idiosyncratic_var.to_numpy() / s**2, ref["uniqueness"]) <= (
         FACTOR_TOL["uniqueness"]
     )
@@ -537,7 +502,7 @@ def test_stored_factor_data_follows_its_recipe():
 def _assert_same(stored, fresh, rtol, what):
     stored, fresh = np.asarray(stored, dtype=float), np.asarray(fresh, dtype=float)
     assert stored.shape == fresh.shape, what
-    assert _rel_max(fresh, stored) <= rtol, (what, _rel_max(fresh, stored))
+    assert rel_max(fresh, stored) <= rtol, (what, rel_max(fresh, stored))
 
 
 def test_stored_iterated_sur_matches_live_linearmodels(grunfeld_df):
