@@ -50,6 +50,9 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
 
     QtY = design.ols(Y)  # Q_j' y_j, which every right-hand side uses
     YT = np.ascontiguousarray(Y.T)
+    # the residuals of a point the sweeps did not compute them for (an extrapolated
+    # one) go into one K x N buffer kept for the fit: fresh pages cost more than the pass
+    buffer: list[np.ndarray] = []
 
     def beta_step(A: np.ndarray, F: np.ndarray, D: np.ndarray,
                   R: np.ndarray | None) -> np.ndarray:
@@ -58,7 +61,9 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
         # ||c~ - A~ a|| <= cg_rtol ||c~|| as for a warm-started solve of A~ a = c~
         op = GLSOperator(design, LowRankCovariance(F, D, validate=False))
         if R is None:
-            R = design.residuals(YT, A)
+            if not buffer:
+                buffer.append(np.empty_like(YT))
+            R = design.residuals(YT, A, out=buffer[0])
         r0, c_norm = op.residual_system(QtY, A, Y, R)
         delta = op.solve(r0, rtol=0.0, atol=opts.cg_rtol * c_norm)
         A1 = A + delta.reshape(A.shape)
