@@ -119,6 +119,39 @@ def test_fits_and_standard_errors_run_with_one_blas_thread():
     assert before == after
 
 
+@pytest.mark.parametrize("const, shared, expected", [(True, False, 1), (False, False, 0),
+                                                     (True, True, 3), (False, True, 3)])
+def test_shared_columns_counts_the_leading_columns_every_equation_has(const, shared, expected):
+    """A common constant is one shared column, a shared design all of them; cached."""
+    rng = np.random.default_rng(3)
+    Xs, _ = _system(rng, 30, 5, 1, const=const, shared=shared)
+    design = SURDesign(Xs)
+    assert design.shared_columns() == expected
+    assert design.shared_columns() == expected  # the cached value
+
+
+def test_beta_step_from_an_extrapolated_point_matches_fresh_residuals(monkeypatch):
+    """The residuals of a point the sweeps did not compute them for go into one buffer.
+
+    The fit is the same as with a fresh residual array for each such point.
+    """
+    rng = np.random.default_rng(4)
+    Xs, Y = _system(rng, 40, 12, 2)
+    outs = []
+    original = SURDesign.residuals
+
+    def fresh(self, YT, A, out=None):
+        outs.append(out)
+        return original(self, YT, A)  # never into a buffer
+
+    ref = fit_arrays(Xs, Y, 2)
+    monkeypatch.setattr(SURDesign, "residuals", fresh)
+    plain = fit_arrays(Xs, Y, 2)
+    assert any(o is not None for o in outs)  # buffers were offered
+    assert plain.llf == ref.llf and plain.iterations == ref.iterations
+    np.testing.assert_array_equal(np.concatenate(plain.coefs), np.concatenate(ref.coefs))
+
+
 # ------------------------------------------------------------------ formula fast path
 def _wide_frame(rng, K=5, N=30):
     cols = {}
