@@ -22,9 +22,9 @@ factor) ran at the same speed, and its Cholesky factorization and triangular inv
 took 5.6 s and 4.0 s with two threads against 0.2 s with one when the other core was
 busy. Measured again for the standard errors' N k x N k Woodbury route
 (``benchmarks/bse_scaling.py --compare-threads 1,2``, side by side in one process, the
-machine shared with other jobs at a load average of 3-3.6 on its 2 cores): its
-``dsyrk``/``dtrmm``/``dpotrf``/``dpotri`` calls took 3-4x longer with two threads
-(K = 5000, N = 500: 7.1-7.2 s against 1.8-2.3 s), because a second thread waits for a
+machine shared with other jobs at a load average of 3-5 on its 2 cores): its
+``dsyrk``/``dtrmm``/``dpotrf``/``dpotri`` calls took 3-5x longer with two threads
+(K = 5000, N = 500: 7.1-12.2 s against 1.8-2.3 s), because a second thread waits for a
 core that is busy. So everything runs on one thread. :data:`LIBRARY_BLAS_THREADS`
 changes the limit (for such measurements; not a user setting).
 """
