@@ -152,6 +152,29 @@ def test_beta_step_from_an_extrapolated_point_matches_fresh_residuals(monkeypatc
     np.testing.assert_array_equal(np.concatenate(plain.coefs), np.concatenate(ref.coefs))
 
 
+def test_inexact_beta_step_only_where_cg_is_fast(monkeypatch):
+    """The forcing term saves CG iterations on a well-conditioned system, same maximum;
+    where CG is slower (few observations) the fit is bit for bit the exact one."""
+    import lowrank_sur.fitters.als as als
+    from lowrank_sur import simulate_sur
+
+    for (N, K), saves in (((300, 2000), True), ((60, 1000), False)):
+        sim = simulate_sur(N, K, 3, 2, seed=1)
+        inexact = fit_arrays(sim.Xs, sim.Y, 2)
+        monkeypatch.setattr(als, "CG_FORCING", 0.0)
+        exact = fit_arrays(sim.Xs, sim.Y, 2)
+        monkeypatch.undo()
+        assert exact.converged and inexact.converged
+        if saves:
+            assert inexact.cg_iterations < exact.cg_iterations
+            assert abs(inexact.llf - exact.llf) <= 1e-13 * abs(exact.llf)
+            np.testing.assert_allclose(np.concatenate(inexact.coefs),
+                                       np.concatenate(exact.coefs), rtol=0, atol=1e-8)
+        else:
+            assert inexact.cg_iterations == exact.cg_iterations
+            assert inexact.llf == exact.llf
+
+
 # ------------------------------------------------------------------ formula fast path
 def _wide_frame(rng, K=5, N=30):
     cols = {}
