@@ -10,8 +10,9 @@ The solve stops at the residual ``cg_rtol ||c~||`` of the normal equations (exac
 when the previous solves showed that one CG iteration reduces the residual at least
 :data:`CG_FORCING`-fold (a well-conditioned system: many equations, weak coupling), at
 ``CG_FORCING`` times the warm-start residual if that is larger: the forcing term of an
-inexact Newton method (Dembo, Eisenstat and Steihaug 1982). Every CG iterate from the
-warm start lowers the GLS objective, so each sweep still raises the log-likelihood; a
+inexact Newton method (Dembo, Eisenstat and Steihaug 1982); not under linear
+constraints, whose projection step assumes the exact solution. Every CG iterate from
+the warm start lowers the GLS objective, so each sweep still raises the log-likelihood; a
 fixed point has a zero residual, so the maxima are those of the exact iteration; and in
 the last sweeps, whose warm-start residual is below ``cg_rtol ||c~|| / CG_FORCING``, the
 solve is the exact one. On K = 5000, N = 300, k = 4 it took a fit from 17 CG iterations
@@ -88,7 +89,8 @@ def fit_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                 buffer.append(np.empty_like(YT))
             R = design.residuals(YT, A, out=buffer[0])
         r0, c_norm = op.residual_system(QtY, A, Y, R)
-        delta = _solve(op, r0, opts.cg_rtol * c_norm, cg_fast)
+        # exact under constraints: projecting an inexact solution need not raise the llf
+        delta = _solve(op, r0, opts.cg_rtol * c_norm, cg_fast if wc is None else [False])
         A1 = A + delta.reshape(A.shape)
         if wc is not None:  # constrained GLS: q more solves with the same operator
             A1 = wc.project(A1, lambda B: np.column_stack(
