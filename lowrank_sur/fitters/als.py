@@ -1,4 +1,4 @@
-"""The ALS fitter: exact GLS beta step (matrix-free CG), then the factor step; O(N K k).
+"""The ALS fitter: GLS beta step (matrix-free CG), then the factor step; O(N K k).
 
 Block coordinate ascent. Each sweep solves the GLS beta step given Sigma
 (matrix-free preconditioned conjugate gradients through the Woodbury identity,
