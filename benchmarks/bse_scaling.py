@@ -12,9 +12,15 @@ smaller side, the P x P normal matrix, whichever costs fewer flops (see
 ``lowrank_sur/coefcov/nonrobust.py``). ``bse / fit`` is the ratio of the two times,
 measured one after the other in this process (the issue's target: at most 1).
 
+``--compare-threads 1,2`` then times ``bse`` again with the library's own BLAS limit
+(:data:`lowrank_sur.threads.LIBRARY_BLAS_THREADS`, one thread by default) set to each
+count in turn, ``--rounds`` interleaved rounds, with the load average beside each time:
+whether the large products of the N k x N k route gain from more threads.
+
 Usage::
 
     python benchmarks/bse_scaling.py [--quick] [--blas-threads N] [--k-eqs 20000 --nobs 500]
+        [--compare-threads 1,2 --rounds 2]
 """
 
 from __future__ import annotations
@@ -31,10 +37,15 @@ def main(argv=None) -> int:
     ap.add_argument("--blas-threads", type=int, default=None, help="limit BLAS threads")
     ap.add_argument("--k-eqs", type=int, nargs="+", help="numbers of equations (the grid)")
     ap.add_argument("--nobs", type=int, help="observations per equation (default 300)")
+    ap.add_argument("--compare-threads", help="comma-separated BLAS thread counts for bse")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of --compare-threads")
+    ap.add_argument("--cpu-times", action="store_true",
+                    help="also print the CPU times of the fit and of bse (a loaded machine)")
     args = ap.parse_args(argv)
     if args.blas_threads:
         set_blas_threads(args.blas_threads)  # before NumPy is imported
 
+    import os
     import time
     import tracemalloc
 
@@ -53,13 +64,13 @@ def main(argv=None) -> int:
         sim = simulate_sur(nobs, K, p, k, seed=K)
         eqs = {f"e{j}": (sim.Y[:, j], sim.Xs[j]) for j in range(K)}
         model = LowRankSUR(eqs)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = model.fit(rank=k)
-        t_fit = time.perf_counter() - t0
+        t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
         inner = res._results
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         bse = inner._coef_cov.bse()
-        t_bse = time.perf_counter() - t0
+        t_bse, c_bse = time.perf_counter() - t0, time.process_time() - c0
         inner._coef_cov._blocks = None  # recompute under tracemalloc
         tracemalloc.start()
         inner._coef_cov.bse()
@@ -68,8 +79,37 @@ def main(argv=None) -> int:
         P = bse.size
         print(f"{K:>6} {P:>7} {t_fit:>8.2f} {t_bse:>8.2f} {peak / 1e6:>14.1f} "
               f"{P * P * 8 / 1e6:>11.0f} {int(np.isnan(bse).sum()):>8} {t_bse / t_fit:>10.2f}")
+        if args.cpu_times:
+            print(f"  CPU time: fit {c_fit:.2f} s, bse {c_bse:.2f} s, bse / fit "
+                  f"{c_bse / c_fit:.2f}; load average {os.getloadavg()[0]:.1f}")
         sys.stdout.flush()
+        if args.compare_threads:
+            _compare_threads(inner._coef_cov, bse, args.compare_threads, args.rounds)
     return 0
+
+
+def _compare_threads(est, ref, counts: str, rounds: int) -> None:
+    """Time ``est.bse()`` with the library's BLAS limit at each count, interleaved."""
+    import os
+    import time
+
+    import numpy as np
+
+    from lowrank_sur import threads
+
+    for r in range(rounds):
+        for n in (int(c) for c in counts.split(",")):
+            threads.LIBRARY_BLAS_THREADS = n
+            est._blocks = None
+            load = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            bse = est.bse()
+            wall = time.perf_counter() - t0
+            threads.LIBRARY_BLAS_THREADS = 1
+            diff = float(np.max(np.abs(bse - ref) / np.abs(ref)))
+            print(f"  round {r}, {n} BLAS thread(s): bse {wall:.2f} s (load {load:.1f}, "
+                  f"max rel. difference {diff:.1e})")
+            sys.stdout.flush()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ are measured in one run. See ``surbench/threadbench.py`` for the protocol.
 Usage::
 
     python benchmarks/default_threads.py [--quick] [--rounds 3] [--repeat 3]
-        [--baseline DIR] [--alsgls-python PATH] [--output-dir DIR]
+        [--baseline DIR] [--alsgls-python PATH] [--output-dir DIR] [--cases sweep,bse]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--alsgls-python", help="interpreter with alsgls for the weak-factor case")
     ap.add_argument("--output-dir", help="write default_threads.md and .json here")
     ap.add_argument("--render", metavar="JSON", help="only print the tables of an earlier run")
+    ap.add_argument("--cases", help="only these kinds, comma-separated (fit,bse,sweep,bic)")
     ap.add_argument("--child-timeout", type=float, default=3600.0,
                     help="seconds before a child is killed and recorded as a timeout")
     ap.add_argument("--child", help=argparse.SUPPRESS)

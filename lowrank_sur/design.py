@@ -265,6 +265,29 @@ class SURDesign:
         np.subtract(YT, out, out=out)
         return out.T
 
+    def shared_columns(self) -> int:
+        """How many leading columns of ``Q_j`` are the same vector in every equation.
+
+        A constant that every equation has first is one; a shared design has all
+        ``pmax``. On these columns the normal matrix decouples exactly: ``Q_l``'s other
+        columns are orthogonal to them (thin QR of each equation), so the block of
+        ``A~`` for the shared columns is ``Sigma^{-1} kron I_s`` and nothing couples it
+        to the rest (used by :class:`~lowrank_sur.gls.GLSOperator`'s preconditioner and
+        the coefficient covariances). Computed once (one pass over the shared columns).
+        """
+        if getattr(self, "_n_shared", None) is None:
+            if self.shared:
+                count = self.pmax
+            else:
+                count = 0
+                for c in range(int(self.p.min())):
+                    col = self.Q[:, c, :]
+                    if not np.array_equal(col, np.broadcast_to(self.Q[0, c], col.shape)):
+                        break
+                    count += 1
+            self._n_shared = count
+        return self._n_shared
+
     @property
     def _Qflat(self) -> np.ndarray:
         return self.Q.reshape(-1, self.nobs)

@@ -20,7 +20,13 @@ No product of the library was measured faster with two threads on that machine: 
 large level-3 calls of the coefficient covariance (``dsyrk``, ``dtrmm`` on a 2000 x 2000
 factor) ran at the same speed, and its Cholesky factorization and triangular inverse
 took 5.6 s and 4.0 s with two threads against 0.2 s with one when the other core was
-busy. So everything runs on one thread.
+busy. Measured again for the standard errors' N k x N k Woodbury route
+(``benchmarks/bse_scaling.py --compare-threads 1,2``, side by side in one process, the
+machine shared with other jobs at a load average of 3-5 on its 2 cores): its
+``dsyrk``/``dtrmm``/``dpotrf``/``dpotri`` calls took 3-5x longer with two threads
+(K = 5000, N = 500: 7.1-12.2 s against 1.8-2.3 s), because a second thread waits for a
+core that is busy. So everything runs on one thread. :data:`LIBRARY_BLAS_THREADS`
+changes the limit (for such measurements; not a user setting).
 """
 
 from __future__ import annotations
@@ -31,7 +37,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-__all__ = ["blas_single_thread", "single_threaded"]
+__all__ = ["blas_single_thread", "single_threaded", "LIBRARY_BLAS_THREADS"]
+
+#: BLAS threads inside the library's entry points (benchmarks may raise it to compare).
+LIBRARY_BLAS_THREADS = 1
 
 T = TypeVar("T", bound=Callable)
 
@@ -70,7 +79,7 @@ def blas_single_thread() -> Iterator[None]:
         finally:
             _state.depth -= 1
         return
-    limiter = _get_controller().limit(limits=1, user_api="blas")
+    limiter = _get_controller().limit(limits=LIBRARY_BLAS_THREADS, user_api="blas")
     _state.depth = 1
     try:
         yield

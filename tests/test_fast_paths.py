@@ -119,6 +119,62 @@ def test_fits_and_standard_errors_run_with_one_blas_thread():
     assert before == after
 
 
+@pytest.mark.parametrize("const, shared, expected", [(True, False, 1), (False, False, 0),
+                                                     (True, True, 3), (False, True, 3)])
+def test_shared_columns_counts_the_leading_columns_every_equation_has(const, shared, expected):
+    """A common constant is one shared column, a shared design all of them; cached."""
+    rng = np.random.default_rng(3)
+    Xs, _ = _system(rng, 30, 5, 1, const=const, shared=shared)
+    design = SURDesign(Xs)
+    assert design.shared_columns() == expected
+    assert design.shared_columns() == expected  # the cached value
+
+
+def test_beta_step_from_an_extrapolated_point_matches_fresh_residuals(monkeypatch):
+    """The residuals of a point the sweeps did not compute them for go into one buffer.
+
+    The fit is the same as with a fresh residual array for each such point.
+    """
+    rng = np.random.default_rng(4)
+    Xs, Y = _system(rng, 40, 12, 2)
+    outs = []
+    original = SURDesign.residuals
+
+    def fresh(self, YT, A, out=None):
+        outs.append(out)
+        return original(self, YT, A)  # never into a buffer
+
+    ref = fit_arrays(Xs, Y, 2)
+    monkeypatch.setattr(SURDesign, "residuals", fresh)
+    plain = fit_arrays(Xs, Y, 2)
+    assert any(o is not None for o in outs)  # buffers were offered
+    assert plain.llf == ref.llf and plain.iterations == ref.iterations
+    np.testing.assert_array_equal(np.concatenate(plain.coefs), np.concatenate(ref.coefs))
+
+
+def test_inexact_beta_step_only_where_cg_is_fast(monkeypatch):
+    """The forcing term saves CG iterations on a well-conditioned system, same maximum;
+    where CG is slower (few observations) the fit is bit for bit the exact one."""
+    import lowrank_sur.fitters.als as als
+    from lowrank_sur import simulate_sur
+
+    for (N, K), saves in (((300, 2000), True), ((60, 1000), False)):
+        sim = simulate_sur(N, K, 3, 2, seed=1)
+        inexact = fit_arrays(sim.Xs, sim.Y, 2)
+        monkeypatch.setattr(als, "CG_FORCING", 0.0)
+        exact = fit_arrays(sim.Xs, sim.Y, 2)
+        monkeypatch.undo()
+        assert exact.converged and inexact.converged
+        if saves:
+            assert inexact.cg_iterations < exact.cg_iterations
+            assert abs(inexact.llf - exact.llf) <= 1e-13 * abs(exact.llf)
+            np.testing.assert_allclose(np.concatenate(inexact.coefs),
+                                       np.concatenate(exact.coefs), rtol=0, atol=1e-8)
+        else:
+            assert inexact.cg_iterations == exact.cg_iterations
+            assert inexact.llf == exact.llf
+
+
 # ------------------------------------------------------------------ formula fast path
 def _wide_frame(rng, K=5, N=30):
     cols = {}

@@ -449,6 +449,8 @@ def run(args) -> int:
     with tempfile.TemporaryDirectory(prefix="default_threads_") as tmp:
         workdir = Path(tmp)
         cases = make_cases(cfg, workdir, weak=bool(args.alsgls_python) and not args.quick)
+        if getattr(args, "cases", None):  # --cases: only these kinds
+            cases = [c for c in cases if c.kind in args.cases.split(",")]
         info = machine_info(args.alsgls_python, None)
         print(f"{len(cases)} cases x {len(versions)} version(s) x {len(MODES)} modes x "
               f"{cfg['rounds']} round(s); load average at start {info['loadavg_at_start']}")

@@ -102,17 +102,10 @@ class NonrobustCovariance(CoefCovEstimator):
     def _shared_columns(self) -> int:
         """How many leading columns of ``Q_j`` are the same vector in every equation.
 
-        A constant that every equation has first is one; a shared design has all.
+        A constant that every equation has first is one; a shared design has all
+        (:meth:`~lowrank_sur.design.SURDesign.shared_columns`).
         """
-        d = self.design
-        if d.shared:
-            return d.pmax
-        count = 0
-        for c in range(int(d.p.min())):
-            if not np.array_equal(d.Q[:, c, :], np.broadcast_to(d.Q[0, c], d.Q[:, c, :].shape)):
-                break
-            count += 1
-        return count
+        return self.design.shared_columns()
 
     # --------------------------------------------------------- diag blocks
     def route(self) -> str:
@@ -288,8 +281,9 @@ class NonrobustCovariance(CoefCovEstimator):
             for (a, b), L in zip(pairs, factors):
                 Z = blas.dtrmm(1.0, L, self._design_chunk(lo, hi, s, buf), lower=1,
                                trans_a=1, overwrite_b=1)
-                Z3 = np.ascontiguousarray(Z.T).reshape(m, q, N)
-                g = np.matmul(Z3, Z3.transpose(0, 2, 1))
+                Z3 = Z.T.reshape(m, q, N)  # Z is Fortran-ordered: a view
+                # the m q x q Grams; einsum's loop beats a batched matmul of 2 x N blocks
+                g = np.einsum("jcn,jdn->jcd", Z3, Z3, optimize=False)
                 # Q'H_aa Q enters with w_a^2 - w_a sum_{b != a} w_b, Q'K_ab Q with w_a w_b
                 coef = (Wc[:, a] * (2.0 * Wc[:, a] - total) if a == b
                         else Wc[:, a] * Wc[:, b])
