@@ -60,7 +60,11 @@ class Progress:
     history : list of float
         Log-likelihood after each iteration.
     iterations, evaluations, cg_iterations : int
-        Outer iterations, factor-step evaluations, conjugate-gradient iterations.
+        Outer iterations, factor-step evaluations (with those of the joint polish),
+        conjugate-gradient iterations.
+    polish_evaluations : int
+        Log-likelihood and gradient evaluations of the joint polish
+        (:func:`~lowrank_sur.fitters.polish.joint_polish`), included in ``evaluations``.
     converged : bool
         Whether the stopping rule held at the last iteration.
     resid : ndarray, shape (N, K), optional
@@ -78,6 +82,7 @@ class Progress:
     cg_iterations: int = 0
     converged: bool = False
     last_change: float | None = None
+    polish_evaluations: int = 0
     resid: np.ndarray | None = None
 
 
@@ -210,5 +215,6 @@ def finish(design: SURDesign, st: Progress, opts: FitOptions,
         d_floor=st.floor,
         cg_iterations=int(st.cg_iterations),
         evaluations=int(st.evaluations),
+        polish_evaluations=int(st.polish_evaluations),
         whitened_coefs=st.A,
     )

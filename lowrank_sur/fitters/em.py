@@ -33,7 +33,7 @@ from .sweeps import run_sweeps
 __all__ = ["fit_em"]
 
 #: SQUAREM cycles of plain EM before the ECM polishing sweeps take over.
-EM_CYCLES = 100
+EM_CYCLES = 10
 
 
 def _dense(F: np.ndarray, D: np.ndarray) -> DenseCovariance:

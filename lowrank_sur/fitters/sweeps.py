@@ -37,7 +37,7 @@ __all__ = ["run_sweeps", "EM_CYCLES_AFTER_PROFILE", "POLISH_AFTER"]
 EM_CYCLES_AFTER_PROFILE = 2
 
 #: Sweeps without convergence before the joint quasi-Newton step (:mod:`.polish`).
-POLISH_AFTER = 20
+POLISH_AFTER = 10
 
 #: Sweeps between that step and the next while the fit has not converged.
 POLISH_EVERY = 5
@@ -187,7 +187,8 @@ def _cycle(sw: _Sweeper, step_max: float) -> tuple[bool, float]:
 def _polish(sw: _Sweeper) -> None:
     """The sweeps crawl: one joint quasi-Newton step; the sweeps then confirm it."""
     st = sw.st
-    if joint_polish(sw.design, sw.Y, st, constraints=whitened_constraints(sw.design, sw.opts)):
+    if joint_polish(sw.design, sw.Y, st, constraints=whitened_constraints(sw.design, sw.opts),
+                    step_tol=0.1 * sw.opts.ptol):
         st.F = canonical_loadings(st.F, st.D)
     report(sw.opts, "joint L-BFGS-B", st.iterations, st.history[-1],
            st.history[-1] - st.history[-2])
