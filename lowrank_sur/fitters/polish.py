@@ -24,7 +24,8 @@ import numpy as np
 from scipy import optimize
 from scipy.sparse.linalg import LinearOperator, cg
 
-from ..covariance import LowRankCovariance, canonical_loadings
+from ..bounded import is_degenerate
+from ..covariance import canonical_loadings
 from ..design import SURDesign
 from ..factor import FactorProblem
 from .common import Progress
@@ -39,6 +40,9 @@ LOG_D_SCALE_MAX = 10.0
 #: Largest entry of the Newton step (unit-curvature coordinates) at which the Newton-CG
 #: finish stops, by default.
 NEWTON_STEP_TOL = 1e-8
+
+#: L-BFGS-B iterations between the checks for a degenerate point (see :func:`joint_polish`).
+DEGENERATE_CHECK_EVERY = 20
 
 #: Newton iterations of that finish, and conjugate-gradient iterations of each.
 NEWTON_ITERATIONS = 8
@@ -135,13 +139,12 @@ class _Joint:
         x = self.project(x)
         A, F, D = self.unpack(x)
         R = self.Y - self.design.fitted(A)
-        try:
-            cov = LowRankCovariance(F, D, validate=False)
-        except np.linalg.LinAlgError:
-            return np.inf, np.zeros_like(x)
-        f = -cov.loglike(R) / self.n
-        gA = self.design.rmul(cov.solve(R)).ravel()[self.idx] * (self.cA / self.n)
         fp = FactorProblem(R, self.k, self.floor)
+        f = -fp.loglike(F, D) / self.n  # one EM map, which the gradient reuses
+        cov = fp.covariance(F, D)
+        if cov is None or not np.isfinite(f):
+            return np.inf, np.zeros_like(x)
+        gA = self.design.rmul(cov.solve(R)).ravel()[self.idx] * (self.cA / self.n)
         gF, gD = fp.gradient(F, D)  # in units of sigma_j = fp.sd for F, log D for D
         gF = gF * (self.cF / fp.sd[:, None])
         g = self.project(-np.concatenate([gA, gF.ravel(), gD * self.cD]), direction=True)
@@ -193,27 +196,42 @@ def _newton_finish(prob: _Joint, x: np.ndarray, f: float, lb: np.ndarray, hess_i
     return x, f
 
 
-def joint_polish(design: SURDesign, Y: np.ndarray, st: Progress, maxiter: int = 500,
-                 constraints=None, step_tol: float = NEWTON_STEP_TOL) -> bool:
+def joint_polish(design: SURDesign, Y: np.ndarray, st: Progress, maxiter: int = 200,
+                 constraints=None, step_tol: float = NEWTON_STEP_TOL,
+                 scale: np.ndarray | None = None) -> tuple[bool, bool]:
     """Maximize over (coefficients, F, log D) jointly from the current point.
 
     Updates ``st`` (A, F, D, the history, one iteration and the evaluations) and
-    returns whether the log-likelihood rose. With ``constraints``
+    returns whether the log-likelihood rose and whether the L-BFGS-B point is
+    degenerate (:func:`~lowrank_sur.bounded.is_degenerate` with each equation's
+    residual variance ``scale``; never without ``scale``). At a degenerate point the
+    Newton finish is skipped: the point is not a maximum, and refining it costs
+    hundreds of evaluations (N=4, K=5, p=3). With ``constraints``
     (:class:`~lowrank_sur.constraints.WhitenedConstraints`) the coefficients stay on
     ``R~ a = q``: every point is projected onto it and the gradient along it.
     ``step_tol``: the Newton-CG finish stops when its step (unit-curvature
-    coordinates, :func:`_unit_scales`) is at most this.
+    coordinates, :func:`_unit_scales`) is at most this (infinite: no Newton finish).
     """
     if st.F.shape[1] == 0:
-        return False
+        return False, False
     st.F = canonical_loadings(st.F, st.D)
     prob = _Joint(design, Y, st, constraints)
     x0 = prob.pack(st.A, st.F, st.D)
     lb = np.full(x0.size, -np.inf)
     lb[prob.nA + prob.nF :] = np.log(st.floor) / prob.cD
     f0, _ = prob.fg(x0)
+    seen = {"iterations": 0, "degenerate": False}
+
+    def callback(intermediate_result):
+        # a degenerate point is not worth polishing: stop as soon as it shows
+        seen["iterations"] += 1
+        if scale is not None and seen["iterations"] % DEGENERATE_CHECK_EVERY == 0:
+            seen["degenerate"] = _degenerate(prob, intermediate_result.x, scale)
+            if seen["degenerate"]:
+                raise StopIteration
+
     opt = optimize.minimize(prob.fg, x0, jac=True, method="L-BFGS-B",
-                            bounds=optimize.Bounds(lb, np.inf),
+                            bounds=optimize.Bounds(lb, np.inf), callback=callback,
                             options={"maxiter": maxiter, "maxcor": 30, "ftol": 1e-15,
                                      "gtol": 1e-12})
     f_best, x_best = prob.best
@@ -221,7 +239,9 @@ def joint_polish(design: SURDesign, Y: np.ndarray, st: Progress, maxiter: int = 
     # maximum in the weakly determined directions (Munnell rank 1: the sweeps from its
     # point still moved coefficients by 1e-6 sigma_j a sweep); Newton-CG on differences
     # of the exact gradient, preconditioned by L-BFGS-B's inverse Hessian, goes on.
-    x_best, f_best = _newton_finish(prob, x_best, f_best, lb, opt.hess_inv, step_tol)
+    degenerate = seen["degenerate"] or (scale is not None and _degenerate(prob, x_best, scale))
+    if np.isfinite(step_tol) and not degenerate:
+        x_best, f_best = _newton_finish(prob, x_best, f_best, lb, opt.hess_inv, step_tol)
     st.iterations += 1
     st.evaluations += prob.nfev
     st.polish_evaluations += prob.nfev
@@ -229,4 +249,13 @@ def joint_polish(design: SURDesign, Y: np.ndarray, st: Progress, maxiter: int = 
     if improved:
         st.A, st.F, st.D = prob.unpack(prob.project(x_best))
     st.history.append(max(-f_best * design.nobs, st.history[-1]))
-    return bool(improved)
+    return bool(improved), bool(degenerate)
+
+
+def _degenerate(prob: _Joint, x: np.ndarray, scale: np.ndarray) -> bool:
+    """Whether the point ``x`` of ``prob`` runs to the floor on a rising likelihood."""
+    A, F, D = prob.unpack(prob.project(x))
+    heywood = np.flatnonzero(D <= prob.floor * (1.0 + 1e-6))
+    if heywood.size == 0:
+        return False
+    return is_degenerate(prob.Y - prob.design.fitted(A), F, D, prob.floor, heywood, scale=scale)

@@ -184,14 +184,21 @@ def _cycle(sw: _Sweeper, step_max: float) -> tuple[bool, float]:
     return False, step_max
 
 
-def _polish(sw: _Sweeper) -> None:
-    """The sweeps crawl: one joint quasi-Newton step; the sweeps then confirm it."""
+def _polish(sw: _Sweeper) -> bool:
+    """The sweeps crawl: one joint quasi-Newton step; the sweeps then confirm it.
+
+    Returns whether its point is degenerate (the llf rises as ``D`` runs to the floor:
+    not a maximum, and none is reached by going on; the sweeps then stop).
+    """
     st = sw.st
-    if joint_polish(sw.design, sw.Y, st, constraints=whitened_constraints(sw.design, sw.opts),
-                    step_tol=0.1 * sw.opts.ptol):
+    improved, degenerate = joint_polish(
+        sw.design, sw.Y, st, constraints=whitened_constraints(sw.design, sw.opts),
+        step_tol=0.1 * sw.opts.ptol, scale=sw.s2)
+    if improved:
         st.F = canonical_loadings(st.F, st.D)
     report(sw.opts, "joint L-BFGS-B", st.iterations, st.history[-1],
            st.history[-1] - st.history[-2])
+    return degenerate
 
 
 def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progress,
@@ -208,7 +215,9 @@ def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progre
     st : Progress
         The state; updated in place (``history`` gets the llf of the current iterate
         after every sweep, never decreasing; a rejected extrapolation leaves the
-        iterate where it was) and returned.
+        iterate where it was) and returned. The sweeps stop unconverged, with
+        ``stopped_degenerate``, when the joint polish (after :data:`POLISH_AFTER`
+        sweeps without convergence) ends on a degenerate point.
     opts : FitOptions
         ``tol``, ``ptol``, ``maxiter`` (sweeps), ``accelerate``, ``disp``, ``callback``.
     name : str
@@ -219,7 +228,9 @@ def run_sweeps(design: SURDesign, Y: np.ndarray, beta_step: BetaStep, st: Progre
     while st.iterations < opts.maxiter:
         if st.iterations - last >= wait:
             wait, last, step_max = POLISH_EVERY, st.iterations + 1, 1.0
-            _polish(sw)
+            if _polish(sw):
+                st.converged, st.stopped_degenerate = False, True
+                break
             sw.prev_change = None
             continue
         done, step_max = _cycle(sw, step_max)
