@@ -137,7 +137,8 @@ def _run(fit, design, Y, rank, opts, start):
 def _outcome(rec: FitRecord, label: str) -> dict:
     return {"label": label, "llf": rec.llf, "converged": rec.converged,
             "degenerate": rec.degenerate, "heywood": int(rec.heywood.size),
-            "iterations": rec.iterations}
+            "iterations": rec.iterations, "evaluations": rec.evaluations,
+            "polish_evaluations": rec.polish_evaluations}
 
 
 def _release(rec: FitRecord, var: np.ndarray) -> Start | None:

@@ -59,7 +59,8 @@ class FitRecord:
         floor would raise the llf without bound): not a maximum.
     starts : list of dict
         One entry per start tried (``label``, ``llf``, ``converged``, ``degenerate``,
-        ``heywood``, ``iterations``), the chosen one first.
+        ``heywood``, ``iterations``, ``evaluations``, ``polish_evaluations``), the chosen
+        one first.
     n_maxima : int
         Number of distinct maxima (llf differing by more than ``1e-8`` relative)
         among the proper, converged maxima the starts reached.
