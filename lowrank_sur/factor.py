@@ -285,7 +285,7 @@ class FactorProblem:
         return self.em_step(self.pack(F, D))[1]
 
     def covariance(self, F: np.ndarray, D: np.ndarray) -> LowRankCovariance | None:
-        """``F F' + diag(D)`` as built by the EM map at ``(F, D)`` (None if not positive definite)."""
+        """``F F' + diag(D)`` as the EM map at ``(F, D)`` built it (None if not definite)."""
         self.em_step(self.pack(F, D))
         return self._last.cov
 

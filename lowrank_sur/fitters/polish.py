@@ -3,15 +3,22 @@
 Block coordinate ascent between the coefficients and ``(F, D)`` converges linearly,
 slowly when the two blocks are strongly coupled (few observations per equation).
 :func:`joint_polish` maximizes the log-likelihood over everything at once with
-L-BFGS-B and the exact gradient, in dimensionless coordinates: the whitened
-coefficients and the loadings of equation j divided by its residual standard
-deviation, and ``log D_j`` (bounded below by the floor). Per evaluation: the
-residuals, ``R Sigma^{-1}`` through Woodbury and the factor-step gradient
+L-BFGS-B and the exact gradient, in coordinates scaled by the diagonal of the Hessian
+at the starting point (:func:`_unit_scales`: whitened coefficients, loadings in the
+canonical rotation, ``log D_j`` bounded below by the floor), then finishes with a few
+projected Newton-CG steps (Hessian-vector products from differences of the exact
+gradient, preconditioned by L-BFGS-B's inverse Hessian), because L-BFGS-B stops where
+the decrease of the objective is below its rounding, short of the maximum along the
+weakly determined directions. Per evaluation: the residuals, ``R Sigma^{-1}`` through
+Woodbury and the factor-step gradient
 (:meth:`~lowrank_sur.factor.FactorProblem.gradient`), O(N K (p + k)); no K x K array.
 The sweeps then resume from its point (which confirms the maximum).
 
 References
 ----------
+Nocedal, J. and Wright, S. J. (2006). Numerical Optimization, 2nd ed., chapter 7
+(inexact Newton-CG). Springer.
+
 Byrd, R. H., Lu, P., Nocedal, J. and Zhu, C. (1995). A limited memory algorithm for
 bound constrained optimization. SIAM Journal on Scientific Computing 16, 1190-1208.
 """
@@ -153,6 +160,24 @@ class _Joint:
         return f, g
 
 
+def _newton_direction(prob: _Joint, x: np.ndarray, g: np.ndarray, free: np.ndarray,
+                      hess_inv) -> np.ndarray:
+    """Preconditioned CG for ``H d = -g`` on the ``free`` coordinates, rotations removed."""
+    n = x.size
+
+    def hv(v):
+        v = np.where(free, v, 0.0)
+        h = 1e-6 / max(float(np.max(np.abs(v))), np.finfo(float).tiny)
+        return np.where(free, (prob.fg(x + h * v)[1] - g) / h, 0.0)
+
+    def precondition(v):
+        return np.where(free, hess_inv.matvec(np.where(free, v, 0.0)), 0.0)
+
+    d, _ = cg(LinearOperator((n, n), matvec=hv), -np.where(free, g, 0.0), rtol=1e-3,
+              maxiter=NEWTON_CG_ITERATIONS, M=LinearOperator((n, n), matvec=precondition))
+    return prob.without_rotations(x, d)
+
+
 def _newton_finish(prob: _Joint, x: np.ndarray, f: float, lb: np.ndarray, hess_inv,
                    step_tol: float, maxit: int = NEWTON_ITERATIONS) -> tuple[np.ndarray, float]:
     """Projected Newton-CG steps from ``x`` until the step is at most ``step_tol``.
@@ -168,18 +193,7 @@ def _newton_finish(prob: _Joint, x: np.ndarray, f: float, lb: np.ndarray, hess_i
     for _ in range(maxit):
         free = ~((x - lb <= 1e-9) & (g > 0))
         gf = np.where(free, g, 0.0)
-
-        def hv(v, x=x, g=g, free=free):
-            v = np.where(free, v, 0.0)
-            h = 1e-6 / max(float(np.max(np.abs(v))), np.finfo(float).tiny)
-            return np.where(free, (prob.fg(x + h * v)[1] - g) / h, 0.0)
-
-        n = x.size
-        d, _ = cg(LinearOperator((n, n), matvec=hv), -gf, rtol=1e-3,
-                  maxiter=NEWTON_CG_ITERATIONS,
-                  M=LinearOperator((n, n), matvec=lambda v: np.where(
-                      free, hess_inv.matvec(np.where(free, v, 0.0)), 0.0)))
-        d = prob.without_rotations(x, d)
+        d = _newton_direction(prob, x, g, free, hess_inv)
         if not np.all(np.isfinite(d)) or float(gf @ d) >= 0.0:
             d = -gf
         if float(np.max(np.abs(d))) <= step_tol:
