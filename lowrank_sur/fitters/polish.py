@@ -40,6 +40,11 @@ from .common import Progress
 __all__ = ["joint_polish"]
 
 
+#: Largest ``S_jj / D_j`` for which the sweeps and the polish use the ordinary (Woodbury)
+#: llf; beyond it its rounding (``1e-16 N max_j S_jj / D_j``) hides the last gains, and
+#: :meth:`~lowrank_sur.covariance.LowRankCovariance.loglike_accurate` is used.
+ACCURATE_LLF_RATIO = 1e4
+
 #: Largest scale of a ``log D_j`` coordinate (an equation near its floor has a flat
 #: direction there; the bound, not the scale, then holds it).
 LOG_D_SCALE_MAX = 10.0
@@ -151,6 +156,8 @@ class _Joint:
         cov = fp.covariance(F, D)
         if cov is None or not np.isfinite(f):
             return np.inf, np.zeros_like(x)
+        if np.max(fp.s / D) > ACCURATE_LLF_RATIO:  # near the floor: no cancellation
+            f = -cov.loglike_accurate(R) / self.n
         gA = self.design.rmul(cov.solve(R)).ravel()[self.idx] * (self.cA / self.n)
         gF, gD = fp.gradient(F, D)  # in units of sigma_j = fp.sd for F, log D for D
         gF = gF * (self.cF / fp.sd[:, None])

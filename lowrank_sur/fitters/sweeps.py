@@ -30,7 +30,7 @@ from ..design import SURDesign
 from ..factor import EM_CYCLES, fit_factor
 from ..options import FitOptions
 from .common import Progress, llf_close, param_change, report, whitened_constraints
-from .polish import joint_polish
+from .polish import ACCURATE_LLF_RATIO, joint_polish
 
 __all__ = ["run_sweeps", "EM_CYCLES_AFTER_PROFILE", "POLISH_AFTER"]
 
@@ -56,9 +56,6 @@ POLISH_EVERY = 5
 
 #: Largest convergence rate the stopping rule assumes (:meth:`_Sweeper.converged`).
 RATE_MAX = 0.99
-
-#: Largest ``S_jj / D_j`` for which the sweeps use the ordinary (Woodbury) llf.
-ACCURATE_LLF_RATIO = 1e4
 
 #: Growth (and shrinkage) factor of the largest SQUAREM step.
 _MSTEP = 4.0
