@@ -284,6 +284,11 @@ class FactorProblem:
         """Log-likelihood of the residuals under ``F F' + diag(D)``."""
         return self.em_step(self.pack(F, D))[1]
 
+    def covariance(self, F: np.ndarray, D: np.ndarray) -> LowRankCovariance | None:
+        """``F F' + diag(D)`` as the EM map at ``(F, D)`` built it (None if not definite)."""
+        self.em_step(self.pack(F, D))
+        return self._last.cov
+
     def loglike_accurate(self, F: np.ndarray, D: np.ndarray) -> float:
         """Log-likelihood without cancellation; ``-inf`` if not positive definite.
 

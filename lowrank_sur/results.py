@@ -69,6 +69,9 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         ``q``, the number of restrictions imposed in estimation (0 without).
     converged, iterations, llf_history, method : bool, int, list, str
         Fitter diagnostics.
+    evaluations, polish_evaluations : int
+        Evaluations of the factor-step maps and of the joint polish together, and those
+        of the joint polish (log-likelihood and gradient of all parameters at once) alone.
     likelihood_bounded, degenerate : bool
         Whether the likelihood at this rank is bounded for these data (checked before
         the fit), and whether the fit ran to the floor on a rising likelihood (not a
@@ -108,6 +111,8 @@ class LowRankSURResults(EquationResults, CovStructureTests, RestrictionTests,
         self.df_resid = model.df_resid + self.k_constraints
         self.converged = record.converged
         self.iterations = record.iterations
+        self.evaluations = record.evaluations
+        self.polish_evaluations = record.polish_evaluations
         self.llf_history = list(record.llf_history)
         self.method = record.method
         self.likelihood_bounded = record.likelihood_bounded

@@ -60,7 +60,14 @@ class Progress:
     history : list of float
         Log-likelihood after each iteration.
     iterations, evaluations, cg_iterations : int
-        Outer iterations, factor-step evaluations, conjugate-gradient iterations.
+        Outer iterations, factor-step evaluations (with those of the joint polish),
+        conjugate-gradient iterations.
+    polish_evaluations : int
+        Log-likelihood and gradient evaluations of the joint polish
+        (:func:`~lowrank_sur.fitters.polish.joint_polish`), included in ``evaluations``.
+    stopped_degenerate : bool
+        The sweeps stopped at a degenerate point (the log-likelihood rises as some
+        ``D_j`` run to the floor: not a maximum; :func:`~lowrank_sur.bounded.is_degenerate`).
     converged : bool
         Whether the stopping rule held at the last iteration.
     resid : ndarray, shape (N, K), optional
@@ -78,6 +85,8 @@ class Progress:
     cg_iterations: int = 0
     converged: bool = False
     last_change: float | None = None
+    polish_evaluations: int = 0
+    stopped_degenerate: bool = False
     resid: np.ndarray | None = None
 
 
@@ -172,7 +181,17 @@ def _convergence_advice(st: Progress, opts: FitOptions) -> str:
 
 
 def _warn(design: SURDesign, st: Progress, heywood: np.ndarray, opts: FitOptions) -> None:
-    if not st.converged:
+    if st.stopped_degenerate:
+        names = join_equations([design.eq_names[j] for j in heywood[:10]])
+        warnings.warn(
+            f"{opts.method.upper()} stopped after {st.iterations} iterations at a degenerate "
+            f"point, not a maximum: the log-likelihood keeps rising as the idiosyncratic "
+            f"variances of {names} go to their floor (results.degenerate); the likelihood "
+            "is unbounded at this rank for these data: use a lower rank, or more observations",
+            ConvergenceWarning,
+            stacklevel=external_stacklevel(),
+        )
+    elif not st.converged:
         warnings.warn(
             f"{opts.method.upper()} did not converge in maxiter={opts.maxiter} iterations "
             f"({_convergence_advice(st, opts)}",
@@ -210,5 +229,6 @@ def finish(design: SURDesign, st: Progress, opts: FitOptions,
         d_floor=st.floor,
         cg_iterations=int(st.cg_iterations),
         evaluations=int(st.evaluations),
+        polish_evaluations=int(st.polish_evaluations),
         whitened_coefs=st.A,
     )

@@ -137,7 +137,8 @@ def _run(fit, design, Y, rank, opts, start):
 def _outcome(rec: FitRecord, label: str) -> dict:
     return {"label": label, "llf": rec.llf, "converged": rec.converged,
             "degenerate": rec.degenerate, "heywood": int(rec.heywood.size),
-            "iterations": rec.iterations}
+            "iterations": rec.iterations, "evaluations": rec.evaluations,
+            "polish_evaluations": rec.polish_evaluations}
 
 
 def _release(rec: FitRecord, var: np.ndarray) -> Start | None:
@@ -365,13 +366,16 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
             resumed = Start(rec.whitened_coefs, rec.F, rec.D, label)
             runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
         runs.extend(trial[N_POLISH:])
-        if _search_floor(design, runs):
+        if all(rec.degenerate for rec, _, _ in runs):
+            pass  # the floor searches look among floor points: here only degenerate ones
+        elif _search_floor(design, runs):
             _floor_set_starts(fit, design, Y, rank, quiet, runs)
             _heywood_search(fit, design, Y, rank, quiet, runs)
         elif _few_observations(design, rank):
             _heywood_search(fit, design, Y, rank, quiet, runs, FEW_OBS_FLOOR_STARTS)
     best = _best(runs)
-    if best and not runs[best][0].converged and runs[best][0].iterations < opts.maxiter:
+    if (best and not runs[best][0].converged and not runs[best][0].degenerate
+            and runs[best][0].iterations < opts.maxiter):
         # a short run chosen because none converged: continue it (its warnings would
         # name the short maxiter)
         rec = runs[best][0]

@@ -42,7 +42,12 @@ class FitRecord:
     cg_iterations : int
         Conjugate-gradient iterations of the beta steps (ALS).
     evaluations : int
-        Evaluations spent in the factor step (EM maps and profile-likelihood evaluations).
+        Evaluations spent in the factor step (EM maps and profile-likelihood evaluations)
+        and in the joint polish.
+    polish_evaluations : int
+        Of those, the evaluations of the log-likelihood and its gradient in the joint
+        polish of all parameters (:mod:`lowrank_sur.fitters.polish`); each costs about
+        as much as one factor-step EM map plus one beta-step residual.
     whitened_coefs : ndarray, shape (K, pmax)
         Coefficients on the orthonormalized design (internal, reused for inference).
     likelihood_bounded : bool
@@ -54,7 +59,8 @@ class FitRecord:
         floor would raise the llf without bound): not a maximum.
     starts : list of dict
         One entry per start tried (``label``, ``llf``, ``converged``, ``degenerate``,
-        ``heywood``, ``iterations``), the chosen one first.
+        ``heywood``, ``iterations``, ``evaluations``, ``polish_evaluations``), the chosen
+        one first.
     n_maxima : int
         Number of distinct maxima (llf differing by more than ``1e-8`` relative)
         among the proper, converged maxima the starts reached.
@@ -77,6 +83,7 @@ class FitRecord:
     d_floor: np.ndarray
     cg_iterations: int = 0
     evaluations: int = 0
+    polish_evaluations: int = 0
     whitened_coefs: np.ndarray | None = field(default=None, repr=False)
     likelihood_bounded: bool = True
     degenerate: bool = False
