@@ -78,49 +78,74 @@ def listwise_fit(sim, obs, rank):
     return np.concatenate(rec.coefs), n
 
 
+def _replication(k_eqs, rate, cfg, seed, rep):
+    """One replication: FIML, own-rows OLS and listwise errors, and the FIML coverage."""
+    sim = simulate_sur(nobs=cfg["nobs"], k_eqs=k_eqs, n_exog=cfg["n_exog"],
+                       rank=cfg["rank"], seed=seed + 1000 * rep)
+    rng = np.random.default_rng(seed + 1000 * rep + 1)
+    obs = rng.random(sim.Y.shape) >= rate
+    obs[~obs.any(axis=1), 0] = True
+    if obs.all():
+        obs[0, 0] = False
+    truth = np.concatenate(sim.coefs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b, bse, rec = fiml_fit(sim, obs, cfg["rank"])
+        b0, _, _ = fiml_fit(sim, obs, 0)
+        blw, n = listwise_fit(sim, obs, cfg["rank"])
+    df = int(obs.sum()) - truth.size  # df_resid = observed cells - P (for use_t)
+    return {"err": b - truth, "z": np.abs(b - truth) / bse, "df": df,
+            "err_ols": b0 - truth, "err_lw": None if blw is None else blw - truth,
+            "n_complete": n, "converged": rec.converged, "heywood": int(rec.heywood.size)}
+
+
+def _share_and_se(hits: np.ndarray) -> tuple[float, float]:
+    """Pooled share and its Monte Carlo s.e.: the s.d. over replications of the
+    per-replication share / sqrt(reps) (intervals within a replication are correlated)."""
+    per_rep = hits.mean(axis=1)
+    return float(per_rep.mean()), float(per_rep.std(ddof=1) / np.sqrt(per_rep.size))
+
+
 def mc_cell(k_eqs, rate, cfg, seed):
-    """One (K, rate) cell: bias, coverage and RMSE ratios over the replications."""
-    truth_err, cover, err_lw, err_ols, n_complete, conv = [], [], [], [], [], []
-    for rep in range(cfg["reps"]):
-        sim = simulate_sur(nobs=cfg["nobs"], k_eqs=k_eqs, n_exog=cfg["n_exog"],
-                           rank=cfg["rank"], seed=seed + 1000 * rep)
-        rng = np.random.default_rng(seed + 1000 * rep + 1)
-        obs = rng.random(sim.Y.shape) >= rate
-        obs[~obs.any(axis=1), 0] = True
-        if obs.all():
-            obs[0, 0] = False
-        truth = np.concatenate(sim.coefs)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            b, bse, rec = fiml_fit(sim, obs, cfg["rank"])
-            b0, _, _ = fiml_fit(sim, obs, 0)
-            blw, n = listwise_fit(sim, obs, cfg["rank"])
-        conv.append(rec.converged)
-        truth_err.append(b - truth)
-        cover.append(np.abs(b - truth) <= Z95 * bse)
-        err_ols.append(b0 - truth)
-        err_lw.append(None if blw is None else blw - truth)
-        n_complete.append(n)
-    E = np.array(truth_err)  # reps x P
+    """One (K, rate) cell: bias, coverage (with its Monte Carlo s.e.) and RMSE ratios."""
+    from scipy import stats
+
+    reps = [_replication(k_eqs, rate, cfg, seed, rep) for rep in range(cfg["reps"])]
+    E = np.array([r["err"] for r in reps])  # reps x P
+    Z = np.array([r["z"] for r in reps])
+    R = len(reps)
     p = cfg["n_exog"]
     slopes = np.tile(np.arange(p) > 0, k_eqs)
     sd = E.std(axis=0, ddof=1)
+    tbias = E.mean(axis=0) / (sd / np.sqrt(R))  # per coefficient, t(R-1) when unbiased
     rmse = float(np.sqrt(np.mean(E**2)))
-    lw = [e for e in err_lw if e is not None]
+    lw = [r["err_lw"] for r in reps if r["err_lw"] is not None]
+    cov, cov_se = _share_and_se(Z <= Z95)
+    cov_sl, cov_sl_se = _share_and_se(Z[:, slopes] <= Z95)
+    tq = stats.t.ppf(0.975, np.array([r["df"] for r in reps]))[:, None]
+    cov_t, cov_t_se = _share_and_se(Z <= tq)
     return {
-        "k_eqs": k_eqs, "rate": rate, "reps": cfg["reps"], "nobs": cfg["nobs"],
-        "converged": int(np.sum(conv)),
+        "k_eqs": k_eqs, "rate": rate, "reps": R, "nobs": cfg["nobs"],
+        "converged": int(sum(r["converged"] for r in reps)),
+        "heywood_reps": int(sum(r["heywood"] > 0 for r in reps)),
         "bias_in_sd_mean_abs": float(np.mean(np.abs(E.mean(axis=0)[slopes] / sd[slopes]))),
-        "bias_in_se_of_mean_max": float(np.max(np.abs(E.mean(axis=0) / (sd / np.sqrt(len(E)))))),
         # with no bias, |mean error / sd| has expectation about sqrt(2 / pi / reps)
-        "bias_in_sd_null_level": float(np.sqrt(2.0 / np.pi / len(E))),
-        "coverage95": float(np.mean(cover)),
+        "bias_in_sd_null_level": float(np.sqrt(2.0 / np.pi / R)),
+        # mean over coefficients of the squared t-statistic of the mean error:
+        # (R - 1) / (R - 3) when unbiased
+        "bias_t2_mean": float(np.mean(tbias**2)),
+        "bias_t2_null": (R - 1) / (R - 3),
+        "bias_t_max_abs": float(np.max(np.abs(tbias))),
+        "coverage95": cov, "coverage95_se": cov_se,
+        "coverage95_slopes": cov_sl, "coverage95_slopes_se": cov_sl_se,
+        "coverage95_use_t": cov_t, "coverage95_use_t_se": cov_t_se,
         "rmse_fiml": rmse,
-        "rmse_ratio_vs_own_rows_ols": rmse / float(np.sqrt(np.mean(np.array(err_ols) ** 2))),
+        "rmse_ratio_vs_own_rows_ols": rmse / float(np.sqrt(np.mean(
+            np.array([r["err_ols"] for r in reps]) ** 2))),
         "rmse_ratio_vs_listwise": (rmse / float(np.sqrt(np.mean(np.array(lw) ** 2)))
-                                   if len(lw) == len(err_lw) else None),
+                                   if len(lw) == R else None),
         "listwise_reps_fitted": len(lw),
-        "complete_rows_mean": float(np.mean(n_complete)),
+        "complete_rows_mean": float(np.mean([r["n_complete"] for r in reps])),
     }
 
 
@@ -162,30 +187,38 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="override the replications")
     ap.add_argument("--k-eqs", type=int, nargs="*", default=None, help="override K")
     ap.add_argument("--skip-perf", action="store_true")
+    ap.add_argument("--skip-mc", action="store_true")
+    ap.add_argument("--name", default=None, help="output file stem (default missing_mc_PRESET)")
     args = ap.parse_args(argv)
     cfg = dict(PRESETS[args.preset])
     if args.reps:
         cfg["reps"] = args.reps
     if args.k_eqs:
         cfg["k_eqs"] = args.k_eqs
-    rows = []
-    print("| K | rate | reps | conv | mean abs bias/sd | coverage95 | RMSE FIML/listwise "
-          "| RMSE FIML/own-rows OLS | complete rows |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for k_eqs in cfg["k_eqs"]:
+    rows: list = []
+    out = {"preset": args.preset, "config": {k: v for k, v in cfg.items() if k != "perf"},
+           "seed": args.seed, "mc": rows, "python": sys.version.split()[0],
+           "loadavg_start": os.getloadavg()}
+    print("| K | rate | reps | conv | mean abs bias/sd | mean bias t^2 | coverage95 "
+          "| coverage95 (t) | RMSE FIML/listwise | RMSE FIML/own-rows OLS | complete rows |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for k_eqs in [] if args.skip_mc else cfg["k_eqs"]:
         for rate in cfg["rates"]:
+            t0 = time.perf_counter()
             r = mc_cell(k_eqs, rate, cfg, args.seed)
+            r["seconds"], r["loadavg"] = time.perf_counter() - t0, os.getloadavg()
             rows.append(r)
             lw = r["rmse_ratio_vs_listwise"]
             print(f"| {k_eqs} | {rate:.2f} | {r['reps']} | {r['converged']} | "
-                  f"{r['bias_in_sd_mean_abs']:.3f} | {r['coverage95']:.3f} | "
+                  f"{r['bias_in_sd_mean_abs']:.3f} | {r['bias_t2_mean']:.3f} | "
+                  f"{r['coverage95']:.4f} ± {r['coverage95_se']:.4f} | "
+                  f"{r['coverage95_use_t']:.4f} | "
                   f"{'infeasible' if lw is None else f'{lw:.3f}'} | "
                   f"{r['rmse_ratio_vs_own_rows_ols']:.3f} | {r['complete_rows_mean']:.1f} |",
                   flush=True)
-    print(f"(mean abs bias/sd has expectation {np.sqrt(2 / np.pi / cfg['reps']):.3f} "
-          "when the estimates are unbiased)")
-    out = {"preset": args.preset, "config": {k: v for k, v in cfg.items() if k != "perf"},
-           "seed": args.seed, "mc": rows, "python": sys.version.split()[0]}
+            _write(args, out)
+    print(f"(mean abs bias/sd has expectation {np.sqrt(2 / np.pi / cfg['reps']):.3f} and "
+          "mean bias t^2 (R-1)/(R-3) when the estimates are unbiased)")
     if not args.skip_perf:
         p = perf(cfg["perf"], args.seed)
         out["perf"] = p
@@ -194,11 +227,16 @@ def main(argv=None) -> int:
               f"{p['time_complete_s']:.2f}s = {p['time_ratio']:.2f}x; tracemalloc peak "
               f"{p['peak_bytes'] / 1e6:.1f} MB / data {p['data_bytes'] / 1e6:.1f} MB = "
               f"{p['peak_ratio']:.2f}x; load {p['loadavg'][0]:.2f}")
+    _write(args, out)
+    return 0
+
+
+def _write(args, out) -> None:
+    """The results so far, as JSON in ``--output-dir`` (rewritten after each cell)."""
     if args.output_dir:
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        (args.output_dir / f"missing_mc_{args.preset}.json").write_text(
-            json.dumps(out, indent=1, default=float))
-    return 0
+        name = args.name or f"missing_mc_{args.preset}"
+        (args.output_dir / f"{name}.json").write_text(json.dumps(out, indent=1, default=float))
 
 
 if __name__ == "__main__":

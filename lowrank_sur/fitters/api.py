@@ -93,7 +93,9 @@ def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
                  start_params) -> FitRecord:
     """Unobserved response cells (``missing="fiml"``): the incomplete-data fitter of ``method``.
 
-    No multi-start and no boundedness check (both are written for complete data).
+    The multi-start search of complete-data fits
+    (:func:`~lowrank_sur.fitters.multistart.fit_with_starts`) runs unchanged; its
+    degeneracy check is the fitter's own (``is_degenerate``).
     """
     if isinstance(rank, str):
         raise NotImplementedError(
@@ -108,7 +110,11 @@ def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
     rank = check_rank(rank, design.k_eqs, design.nobs)
     warn_if_unidentified(design.k_eqs, rank)
     fitter = get_fitter(fiml_method(opts.method))
-    rec = fitter.fit(design, Y, rank, opts, _user_start(design, rank, start_params))
+    start = _user_start(design, rank, start_params)
+    if fitter.starts:
+        rec = fit_with_starts(fitter.fit, design, Y, rank, opts, start)
+    else:
+        rec = fitter.fit(design, Y, rank, opts, start)
     rec.label = fitter.label
     return rec
 

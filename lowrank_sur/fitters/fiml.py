@@ -40,6 +40,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..acceleration import squarem
+from ..bounded import DEGENERATE_SLOPE
 from ..design import SURDesign
 from ..missing import MissingGLSOperator, ObservedCovariance, factor_em_step, factor_llf_grad
 from ..options import FitOptions
@@ -47,7 +48,7 @@ from .common import Progress, Start, finish, llf_close, ols_start, param_change,
 from .record import FitRecord
 from .registry import register_fitter
 
-__all__ = ["fit_fiml_als", "fit_fiml_em", "fiml_method", "FIML_METHODS"]
+__all__ = ["fit_fiml_als", "fit_fiml_em", "fiml_method", "FIML_METHODS", "is_degenerate"]
 
 #: SQUAREM cycles of the factor EM before the quasi-Newton polish (:meth:`_Problem.polish`).
 FACTOR_EM_CYCLES = 200
@@ -267,17 +268,49 @@ def _fit(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions, start: S
     return finish(design, st, opts, llf=llf)
 
 
-@register_fitter("fiml-als", "ALS, missing responses by FIML (maximum likelihood)",
-                 starts=False)
+def is_degenerate(design: SURDesign, Y: np.ndarray, rec: FitRecord, opts: FitOptions) -> bool:
+    """Whether a FIML fit sits where the incomplete-data llf keeps rising as some ``D_j`` fall.
+
+    The incomplete-data analogue of :func:`lowrank_sur.bounded.is_degenerate`, used by
+    :func:`~lowrank_sur.fitters.multistart.fit_with_starts` (the fitters carry it as
+    their ``is_degenerate`` attribute): the derivative of the llf in ``log D_j`` per
+    observed row of equation j, summed over the equations on the floor or with ``D_j``
+    below a thousandth of their residual variance, below ``-DEGENERATE_SLOPE``. A
+    proper maximum (Heywood or not) has a derivative there of the order of the floor;
+    a degenerate point about -1/2 per equation.
+    """
+    F, D = rec.F, rec.D
+    if F is None or F.shape[1] == 0:
+        return False
+    var = rec.d_floor / opts.d_floor
+    small = D <= 1e-3 * var
+    small[rec.heywood] = True
+    if not np.any(small):
+        return False
+    obs = _observed(design)
+    R = Y - design.fitted(rec.whitened_coefs)  # zero in the unobserved cells
+    try:
+        _, _, gD = factor_llf_grad(R, F, D, obs)
+    except np.linalg.LinAlgError:
+        return True
+    slope = gD * D / np.maximum(obs.sum(axis=0), 1)
+    return bool(np.sum(slope[small]) < -DEGENERATE_SLOPE)
+
+
+@register_fitter("fiml-als", "ALS, missing responses by FIML (maximum likelihood)")
 def fit_fiml_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                  start: Start | None = None) -> FitRecord:
     """GLS with the per-row observed covariance, then the factor step to convergence."""
     return _fit(design, Y, rank, opts, start, "FIML ALS sweep", em_cycles=0)
 
 
-@register_fitter("fiml-em", "EM, missing responses by FIML (maximum likelihood)",
-                 starts=False)
+@register_fitter("fiml-em", "EM, missing responses by FIML (maximum likelihood)")
 def fit_fiml_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                 start: Start | None = None) -> FitRecord:
     """ECME: GLS with the per-row observed covariance, then one EM step for ``(F, D)``."""
     return _fit(design, Y, rank, opts, start, "FIML EM iteration", em_cycles=EM_CYCLES)
+
+
+# the multi-start search (fitters/multistart.py) judges degenerate points by this check
+fit_fiml_als.is_degenerate = is_degenerate  # type: ignore[attr-defined]
+fit_fiml_em.is_degenerate = is_degenerate  # type: ignore[attr-defined]
