@@ -19,6 +19,7 @@ from scipy import stats
 from scipy.optimize import minimize
 
 from lowrank_sur import LowRankSUR, simulate_sur
+from lowrank_sur.design import SURDesign
 from lowrank_sur.exceptions import DroppedRowsWarning
 
 LOG2PI = np.log(2.0 * np.pi)
@@ -352,7 +353,8 @@ def test_counts_summary_resid_and_predict():
     res = model.fit(1)
     text = res.summary().as_text()
     assert f"{obs.sum()} of 160" in text and "observed rows per equation" in text
-    assert "not checked" in text
+    assert res.likelihood_bounded
+    assert "Bounded likelihood:" in text and "not checked" not in text
     assert res.resid.isna().to_numpy().tolist() == (~obs).tolist()
     assert res.fittedvalues.isna().to_numpy().tolist() == (~obs).tolist()
     pred = res.predict({f"e{j}": sim.Xs[j][:5] for j in range(4)})
@@ -397,6 +399,61 @@ def test_rank_selection_and_lr_tests_use_the_incomplete_data_llf():
         r1.lr_test_unrestricted()
     with pytest.raises(NotImplementedError, match="missing='fiml'"):
         r1.breusch_pagan()
+
+
+def _brute_unbounded(Xs, obs, rank):
+    """Some k+1 equations whose regressors side by side on their jointly observed rows
+    have rank r with r + k + 1 > (those rows): every subset, numpy's matrix_rank."""
+    from itertools import combinations
+
+    for S in combinations(range(len(Xs)), rank + 1):
+        rows = obs[:, list(S)].all(axis=1)
+        r = np.linalg.matrix_rank(np.hstack([Xs[j][rows] for j in S])) if rows.any() else 0
+        if r + rank + 1 > rows.sum():
+            return True
+    return False
+
+
+def test_unbounded_likelihood_on_the_jointly_observed_rows():
+    # N = 40 rows, but e3 is observed on 5 of them: with rank 1, e3 and another
+    # equation have regressors of rank at most 4 on at most 5 joint rows
+    from lowrank_sur.bounded import check_bounded_observed
+    from lowrank_sur.exceptions import UnboundedLikelihoodWarning
+
+    sim, obs, eqs = make_system(40, 4, 1, 0.1, 1, block=False)
+    obs[:, 3] = False
+    obs[:5, 3] = True
+    obs[~obs.any(axis=1), 0] = True
+    for j, (y, _) in eqs.items():
+        y[:] = np.where(obs[:, int(j[1:])], sim.Y[:, int(j[1:])], np.nan)
+    model = LowRankSUR(eqs, missing="fiml")
+    with pytest.warns(UnboundedLikelihoodWarning, match="e3.*rows where all of them"):
+        res = model.fit(1)
+    assert not res.likelihood_bounded
+    design, Y = model.design, np.where(obs, sim.Y, 0.0)
+    check = check_bounded_observed(design, Y, 1, obs)
+    assert not check.bounded and 3 in check.equations and check.max_bounded_rank == 0
+    assert check_bounded_observed(design, Y, 0, obs).bounded
+    # against every subset: the same answer at rank 1 (the greedy search from the
+    # equation with the fewest rows tries every partner), never a false alarm at rank 2
+    rng = np.random.default_rng(0)
+    for n3 in (4, 6, 8, 12):
+        for _ in range(3):
+            o = rng.random(obs.shape) >= 0.15
+            o[:, 3] = False
+            o[rng.choice(40, n3, replace=False), 3] = True
+            Yo = np.where(o, sim.Y, 0.0)
+            d = SURDesign([np.where(o[:, [j]], X, 0.0) for j, X in enumerate(sim.Xs)],
+                          observed=o)
+            assert (not check_bounded_observed(d, Yo, 1, o).bounded) == _brute_unbounded(
+                sim.Xs, o, 1)
+            if not check_bounded_observed(d, Yo, 2, o).bounded:
+                assert _brute_unbounded(sim.Xs, o, 2)
+    # an ordinary unbalanced system is bounded, and says so
+    _, obs2, eqs2 = make_system(40, 4, 1, 0.2, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnboundedLikelihoodWarning)
+        assert LowRankSUR(eqs2, missing="fiml").fit(1).likelihood_bounded
 
 
 def test_no_dense_arrays_at_large_k():

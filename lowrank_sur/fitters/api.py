@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..bounded import check_bounded, warn_unbounded
+from ..bounded import check_bounded, check_bounded_observed, warn_unbounded
 from ..design import SURDesign
 from ..exceptions import PerformanceWarning, external_stacklevel
 from ..options import FitOptions, check_rank
@@ -93,9 +93,10 @@ def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
                  start_params) -> FitRecord:
     """Unobserved response cells (``missing="fiml"``): the incomplete-data fitter of ``method``.
 
-    The multi-start search of complete-data fits
-    (:func:`~lowrank_sur.fitters.multistart.fit_with_starts`) runs unchanged; its
-    degeneracy check is the fitter's own (``is_degenerate``).
+    The boundedness check uses each set's jointly observed rows
+    (:func:`~lowrank_sur.bounded.check_bounded_observed`); the multi-start search of
+    complete-data fits (:func:`~lowrank_sur.fitters.multistart.fit_with_starts`) runs
+    unchanged, with the fitter's own degeneracy check (``is_degenerate``).
     """
     if isinstance(rank, str):
         raise NotImplementedError(
@@ -109,6 +110,9 @@ def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
         )
     rank = check_rank(rank, design.k_eqs, design.nobs)
     warn_if_unidentified(design.k_eqs, rank)
+    bounded = check_bounded_observed(design, Y, rank, design.observed)
+    if not bounded.bounded:
+        warn_unbounded(bounded, rank, design.eq_names)
     fitter = get_fitter(fiml_method(opts.method))
     start = _user_start(design, rank, start_params)
     if fitter.starts:
@@ -116,6 +120,7 @@ def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
     else:
         rec = fitter.fit(design, Y, rank, opts, start)
     rec.label = fitter.label
+    rec.likelihood_bounded = bounded.bounded
     return rec
 
 
