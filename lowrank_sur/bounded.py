@@ -215,7 +215,8 @@ def _joint_rank(design: SURDesign, S: list[int], rows: np.ndarray) -> int:
     B = np.hstack([_basis(design, j)[rows] for j in S])
     if B.size == 0:
         return 0
-    return _rank(B, scale=max(1.0, float(np.linalg.norm(B, 2))))
+    s = np.linalg.svd(B, compute_uv=False)
+    return int(np.sum(s > _RANK_RTOL * max(1.0, float(s[0]))))
 
 
 def _greedy_observed(design: SURDesign, observed: np.ndarray, size: int,
@@ -230,12 +231,15 @@ def _greedy_observed(design: SURDesign, observed: np.ndarray, size: int,
     ranks, counts = [_joint_rank(design, chosen, rows)], [int(rows.sum())]
     while len(chosen) < min(size, design.k_eqs):
         joint = observed[rows].sum(axis=0)  # n_{S + j} for every j
-        joint[chosen] = -1
-        # fewest jointly observed rows first, then the most regressors
-        order = np.lexsort((-design.p, joint))
-        order = [int(j) for j in order if joint[j] >= 0][:_GREEDY_CANDIDATES]
+        # the score with full-rank regressors bounds it: candidates by that bound,
+        # none whose bound cannot beat the best score found
+        bound = sum(int(design.p[j]) for j in chosen) + design.p + len(chosen) + 1 - joint
+        bound[chosen] = np.iinfo(np.int64).min
         best, best_score = None, None
-        for j in order:
+        for j in np.argsort(-bound, kind="stable")[:_GREEDY_CANDIDATES]:
+            j = int(j)
+            if best_score is not None and bound[j] <= best_score:
+                break
             r = _joint_rank(design, chosen + [j], rows & observed[:, j])
             score = r + len(chosen) + 1 - int(joint[j])
             if best_score is None or score > best_score:

@@ -95,32 +95,36 @@ class ObservedCovariance:
         """``m_t = M_t^{-1} g_t`` (N x k): the factors' posterior means given ``r_o``."""
         return self._solve_m(R @ self.Fd)
 
-    def quad_form_obs(self, R: np.ndarray) -> np.ndarray:
+    def quad_form_obs(self, R: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
         """``r_o' Sigma_oo^{-1} r_o`` per row (``R`` zero in the unobserved cells).
 
         As ``||D_o^{-1/2} (r_o - F_o m_t)||^2 + ||m_t||^2``: non-negative terms, with the
         error in ``m_t`` at second order (``sum r^2 / d - g' M^{-1} g`` loses digits to
         cancellation when some ``d_j`` is small; cf.
-        :meth:`lowrank_sur.covariance.LowRankCovariance.loglike_accurate`).
+        :meth:`lowrank_sur.covariance.LowRankCovariance.loglike_accurate`). ``m``: the
+        posterior means of ``R`` if already computed.
         """
         dinv = 1.0 / self.D
         if not self.rank:
             return np.einsum("tj,tj,j->t", R, R, dinv)
-        m = self.posterior_mean(R)
+        m = self.posterior_mean(R) if m is None else m
         E = m @ self.F.T
         np.subtract(R, E, out=E)
         E *= self.O
         E *= E
         return E @ dinv + np.einsum("ta,ta->t", m, m)
 
-    def loglike_obs(self, R: np.ndarray) -> np.ndarray:
+    def loglike_obs(self, R: np.ndarray, m: np.ndarray | None = None) -> np.ndarray:
         """Each row's Gaussian log-likelihood of its observed residuals."""
         return -0.5 * (self.n_obs_row * LOG_2PI + self._logd + self._logM
-                       + self.quad_form_obs(R))
+                       + self.quad_form_obs(R, m))
 
-    def loglike(self, R: np.ndarray) -> float:
-        """The incomplete-data log-likelihood ``sum_t log N(r_o; 0, Sigma_oo)``."""
-        return float(np.sum(self.loglike_obs(R)))
+    def loglike(self, R: np.ndarray, m: np.ndarray | None = None) -> float:
+        """The incomplete-data log-likelihood ``sum_t log N(r_o; 0, Sigma_oo)``.
+
+        ``m``: the posterior means :meth:`posterior_mean` of ``R``, if already computed.
+        """
+        return float(np.sum(self.loglike_obs(R, m)))
 
     def solve(self, V: np.ndarray) -> np.ndarray:
         """Rows ``Sigma_oo^{-1} v_o`` (N x K, zero in the unobserved cells) of an N x K ``V``.
@@ -136,12 +140,21 @@ class ObservedCovariance:
 
     def solve_t(self, VT: np.ndarray) -> np.ndarray:
         """:meth:`solve` in the K x N layout: ``VT`` and the result are K x N (C order)."""
-        S = VT / self.D[:, None]
-        if self.rank:
-            h = self._solve_m((self.Fd.T @ VT).T)  # N x k
-            S -= self.Fd @ h.T
-        S *= self.OT
+        # D_o^{-1} (v_o - F_o h_t), h_t = M_t^{-1} F' D^{-1} v_t: three passes over K x N
+        if not self.rank:
+            return VT * self.OT_dinv
+        h = self._solve_m((self.Fd.T @ VT).T)  # N x k
+        S = self.F @ h.T
+        np.subtract(VT, S, out=S)
+        S *= self.OT_dinv
         return S
+
+    @property
+    def OT_dinv(self) -> np.ndarray:
+        """The K x N mask times ``1 / d_j`` (built on first use, kept)."""
+        if getattr(self, "_OT_dinv", None) is None:
+            self._OT_dinv = self.OT * (1.0 / self.D)[:, None]
+        return self._OT_dinv
 
     def inv_diag_t(self) -> np.ndarray:
         """:meth:`inv_diag` in the K x N layout (C order)."""
@@ -220,7 +233,8 @@ def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nda
     ``E[(e_tj - f_j' z_t)^2]``.
     """
     cov = ObservedCovariance(F, D, observed, observed_t) if cov is None else cov
-    llf = cov.loglike(R)
+    m = cov.posterior_mean(R) if F.shape[1] else None
+    llf = cov.loglike(R, m)
     N, K = R.shape
     ss = np.einsum("tj,tj->j", R, R)
     n_miss = N - cov.O.sum(axis=0)
@@ -228,7 +242,7 @@ def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nda
     if k == 0:
         D_new = (ss + n_miss * D) / N
         return F, np.maximum(D_new, floor), llf
-    Ssum, Pmiss, Rm = _moments(R, F, cov)  # Pmiss: over each equation's missing rows
+    Ssum, Pmiss, Rm = _moments(R, F, cov, m)  # Pmiss: over each equation's missing rows
     G = Rm + np.einsum("jab,jb->ja", Pmiss, F)
     F_new = np.linalg.solve(Ssum, G.T).T
     Pobs = Ssum[None] - Pmiss
@@ -242,11 +256,12 @@ def factor_em_step(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nda
     return F_new, np.maximum(D_new, floor), llf
 
 
-def _moments(R: np.ndarray, F: np.ndarray, cov: ObservedCovariance):
+def _moments(R: np.ndarray, F: np.ndarray, cov: ObservedCovariance,
+             m: np.ndarray | None = None):
     """E-step sums: ``sum_t E[z z']``, per equation over its missing rows, ``R' m``."""
     N, K = R.shape
     k = F.shape[1]
-    m = cov.posterior_mean(R)
+    m = cov.posterior_mean(R) if m is None else m
     Pflat = (cov.Minv + m[:, :, None] * m[:, None, :]).reshape(N, k * k)
     Ssum = Pflat.sum(axis=0).reshape(k, k)
     Pmiss = (Pflat.sum(axis=0)[None, :] - cov.OT @ Pflat).reshape(K, k, k)
@@ -271,13 +286,14 @@ def factor_llf_grad(R: np.ndarray, F: np.ndarray, D: np.ndarray, observed: np.nd
     gD : ndarray, shape (K,)
     """
     cov = ObservedCovariance(F, D, observed, observed_t)
-    llf = cov.loglike(R)
+    m = cov.posterior_mean(R) if F.shape[1] else None
+    llf = cov.loglike(R, m)
     N = R.shape[0]
     ss = np.einsum("tj,tj->j", R, R)
     n_miss = N - cov.O.sum(axis=0)
     if F.shape[1] == 0:
         return llf, F.copy(), N * ((ss + n_miss * D) / N - D) / (2.0 * D * D)
-    Ssum, Pmiss, Rm = _moments(R, F, cov)
+    Ssum, Pmiss, Rm = _moments(R, F, cov, m)
     G = Rm + np.einsum("jab,jb->ja", Pmiss, F)
     SF = F @ Ssum
     gF = (G - SF) / D[:, None]
