@@ -19,7 +19,11 @@ Two fitters, both monotone maps iterated with SQUAREM (Varadhan and Roland 2008)
 
 :func:`~lowrank_sur.fitters.api.fit_design` selects them for ``method="als"`` /
 ``"em"`` when the design has unobserved cells; with every cell observed the
-complete-data fitters run unchanged.
+complete-data fitters run unchanged. Like the complete-data fitters they run through
+the multi-start search (:func:`~lowrank_sur.fitters.multistart.fit_with_starts`:
+release, grown, random and floor-set starts), which judges degenerate points by
+:func:`is_degenerate`, the incomplete-data likelihood's own check (carried as the
+fitters' ``is_degenerate`` attribute).
 
 References
 ----------
