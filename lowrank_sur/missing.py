@@ -336,13 +336,25 @@ class MissingGLSOperator:
         pad = 1.0 - design.real_mask  # identity on the padding
         B[:, np.arange(pm), np.arange(pm)] += pad
         self._pinv = np.linalg.inv(B)
+        self._dinv = design.real_mask / cov.D[:, None]  # zero on the padding
         self.cg_iterations = 0
 
     def matvec(self, v: np.ndarray) -> np.ndarray:
-        """``A~ v`` for a flattened K x pmax coefficient vector."""
-        d = self.design
+        """``A~ v`` for a flattened K x pmax coefficient vector.
+
+        ``V / D - [Q_j' H' (D^{-1} F)_j]_j`` with ``h_t = M_t^{-1} F' D^{-1} (Q v)_t``:
+        ``Q_j' D_o^{-1} Q_j = I / d_j`` (``Q_j`` is zero in the unobserved rows), so the
+        observed mask drops out and two passes over the design with k-wide products
+        (``fitted_mixed`` / ``rmul_mixed``, as in :class:`~lowrank_sur.gls.GLSOperator`)
+        replace the K x N temporaries.
+        """
+        d, cov = self.design, self.cov
         V = v.reshape(d.k_eqs, d.pmax)
-        return d.rmul_t(self.cov.solve_t(d.fitted_t(V))).ravel()
+        out = V * self._dinv
+        if cov.rank:
+            H = cov._solve_m(d.fitted_mixed(V, cov.Fd).T)  # N x k
+            out -= d.rmul_mixed(np.ascontiguousarray(H.T), cov.Fd)
+        return out.ravel()
 
     def rhs(self, Y: np.ndarray) -> np.ndarray:
         """``c~ = sum_t Q_{t,o}' Sigma_oo^{-1} y_{t,o}`` (``Y`` zero in unobserved cells)."""
