@@ -39,7 +39,8 @@ from .design import SURDesign
 from .exceptions import UnboundedLikelihoodWarning, external_stacklevel
 from .factor import FactorProblem
 
-__all__ = ["Boundedness", "check_bounded", "is_degenerate", "warn_unbounded"]
+__all__ = ["Boundedness", "check_bounded", "check_bounded_observed", "is_degenerate",
+           "warn_unbounded"]
 
 #: Candidates examined per greedy step (the ones with the most regressors first).
 _GREEDY_CANDIDATES = 200
@@ -206,6 +207,106 @@ def check_bounded(design: SURDesign, Y: np.ndarray, rank: int) -> Boundedness:
             "regressors, so their residuals can be made linearly dependent",
             min(max_rank if max_rank is not None else 0, len(dep) - 2),
         )
+    return Boundedness(True, max_bounded_rank=max_rank)
+
+
+def _joint_rank(design: SURDesign, S: list[int], rows: np.ndarray) -> int:
+    """Rank of the regressors of the equations ``S`` side by side on ``rows``."""
+    B = np.hstack([_basis(design, j)[rows] for j in S])
+    if B.size == 0:
+        return 0
+    s = np.linalg.svd(B, compute_uv=False)
+    return int(np.sum(s > _RANK_RTOL * max(1.0, float(s[0]))))
+
+
+def _greedy_observed(design: SURDesign, observed: np.ndarray, size: int,
+                     first: int) -> tuple[list[int], list[int], list[int]]:
+    """A greedy set of equations from ``first``, the ranks and the joint counts by size.
+
+    Each step adds the equation that most raises ``r_S + |S| - n_S`` (``n_S`` the rows
+    where all of S are observed, ``r_S`` the rank of their regressors there).
+    """
+    chosen = [first]
+    rows = observed[:, first].copy()
+    ranks, counts = [_joint_rank(design, chosen, rows)], [int(rows.sum())]
+    while len(chosen) < min(size, design.k_eqs):
+        joint = observed[rows].sum(axis=0)  # n_{S + j} for every j
+        # the score with full-rank regressors bounds it: candidates by that bound,
+        # none whose bound cannot beat the best score found
+        bound = sum(int(design.p[j]) for j in chosen) + design.p + len(chosen) + 1 - joint
+        bound[chosen] = np.iinfo(np.int64).min
+        best, best_score = None, None
+        for j in np.argsort(-bound, kind="stable")[:_GREEDY_CANDIDATES]:
+            j = int(j)
+            if best_score is not None and bound[j] <= best_score:
+                break
+            r = _joint_rank(design, chosen + [j], rows & observed[:, j])
+            score = r + len(chosen) + 1 - int(joint[j])
+            if best_score is None or score > best_score:
+                best, best_score, best_r = j, score, r
+        chosen.append(best)
+        rows &= observed[:, best]
+        ranks.append(best_r)
+        counts.append(int(rows.sum()))
+    return chosen, ranks, counts
+
+
+def check_bounded_observed(design: SURDesign, Y: np.ndarray, rank: int,
+                           observed: np.ndarray) -> Boundedness:
+    """:func:`check_bounded` for responses with unobserved cells (``missing="fiml"``).
+
+    Parameters
+    ----------
+    design : SURDesign
+        The design (its regressors zero in the unobserved cells).
+    Y : ndarray, shape (N, K)
+        Responses (zero in the unobserved cells).
+    rank : int
+        Number of factors k.
+    observed : ndarray of bool, shape (N, K)
+        The observed cells.
+
+    Returns
+    -------
+    Boundedness
+        ``bounded=False`` when some set S of k+1 equations has ``r_S + k + 1 > n_S``,
+        with ``n_S`` the rows where every equation of S is observed and ``r_S`` the rank
+        of their regressors on those rows: the residuals of S on those rows can then
+        be made linearly dependent, and with ``D_S -> 0`` those rows' likelihood rises
+        without bound while the rows observing only part of S keep a nonsingular
+        ``Sigma_TT``. S is grown greedily twice, from the equation with the fewest
+        observed rows and from the one with the most regressors (as
+        :func:`check_bounded` does). Identical responses are checked on equations
+        observed in the same rows. A ``True`` answer means no such set was found, not
+        a proof.
+    """
+    n_obs = observed.sum(axis=0)
+    firsts = dict.fromkeys([int(np.lexsort((-design.p, n_obs))[0]),
+                            int(np.argsort(-design.p, kind="stable")[0])])
+    found, max_rank = None, None
+    for first in firsts:
+        chosen, ranks, counts = _greedy_observed(design, observed, rank + 1, first)
+        ok = [m for m, (r, n) in enumerate(zip(ranks, counts)) if r + m + 1 <= n]
+        m_ok = -1
+        while m_ok + 1 in ok:
+            m_ok += 1
+        max_rank = m_ok if max_rank is None else min(max_rank, m_ok)
+        if rank and ranks[rank] + rank + 1 > counts[rank] and found is None:
+            found = (chosen[: rank + 1], ranks[rank], counts[rank])
+    max_rank = None if max_rank is None or max_rank < 0 else max_rank
+    if rank == 0:
+        return Boundedness(True, max_bounded_rank=max_rank)
+    if found is not None:
+        S, r, n = found
+        return Boundedness(
+            False, S,
+            f"on the {n} rows where all of them are observed their regressors have rank "
+            f"{r} and {r} + k + 1 = {r + rank + 1} > {n}: the residuals of these "
+            f"{rank + 1} equations can be made linearly dependent there", max_rank,
+        )
+    dup = _duplicates(Y)
+    if dup is not None and np.array_equal(observed[:, dup[0]], observed[:, dup[1]]):
+        return Boundedness(False, dup, "they have the same response", 0)
     return Boundedness(True, max_bounded_rank=max_rank)
 
 

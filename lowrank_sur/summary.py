@@ -87,7 +87,6 @@ def _header(res) -> tuple[list, list]:
         left.insert(5, ("Observed cells:", [f"{model.nobs_cells} of {cells} "
                                             f"({100.0 * model.nobs_cells / cells:.1f}%)"]))
         right.insert(0, ("Missing responses:", ["FIML (MAR)"]))
-        right[-2] = ("Bounded likelihood:", ["not checked"])
     return left, right
 
 

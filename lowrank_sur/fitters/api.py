@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..bounded import check_bounded, warn_unbounded
+from ..bounded import check_bounded, check_bounded_observed, warn_unbounded
 from ..design import SURDesign
 from ..exceptions import PerformanceWarning, external_stacklevel
 from ..options import FitOptions, check_rank
@@ -93,7 +93,10 @@ def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
                  start_params) -> FitRecord:
     """Unobserved response cells (``missing="fiml"``): the incomplete-data fitter of ``method``.
 
-    No multi-start and no boundedness check (both are written for complete data).
+    The boundedness check uses each set's jointly observed rows
+    (:func:`~lowrank_sur.bounded.check_bounded_observed`); the multi-start search of
+    complete-data fits (:func:`~lowrank_sur.fitters.multistart.fit_with_starts`) runs
+    unchanged, with the fitter's own degeneracy check (``is_degenerate``).
     """
     if isinstance(rank, str):
         raise NotImplementedError(
@@ -107,9 +110,17 @@ def _fit_missing(design: SURDesign, Y: np.ndarray, rank, opts: FitOptions,
         )
     rank = check_rank(rank, design.k_eqs, design.nobs)
     warn_if_unidentified(design.k_eqs, rank)
+    bounded = check_bounded_observed(design, Y, rank, design.observed)
+    if not bounded.bounded:
+        warn_unbounded(bounded, rank, design.eq_names)
     fitter = get_fitter(fiml_method(opts.method))
-    rec = fitter.fit(design, Y, rank, opts, _user_start(design, rank, start_params))
+    start = _user_start(design, rank, start_params)
+    if fitter.starts:
+        rec = fit_with_starts(fitter.fit, design, Y, rank, opts, start)
+    else:
+        rec = fitter.fit(design, Y, rank, opts, start)
     rec.label = fitter.label
+    rec.likelihood_bounded = bounded.bounded
     return rec
 
 

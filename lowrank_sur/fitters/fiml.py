@@ -19,7 +19,11 @@ Two fitters, both monotone maps iterated with SQUAREM (Varadhan and Roland 2008)
 
 :func:`~lowrank_sur.fitters.api.fit_design` selects them for ``method="als"`` /
 ``"em"`` when the design has unobserved cells; with every cell observed the
-complete-data fitters run unchanged.
+complete-data fitters run unchanged. Like the complete-data fitters they run through
+the multi-start search (:func:`~lowrank_sur.fitters.multistart.fit_with_starts`:
+release, grown, random and floor-set starts), which judges degenerate points by
+:func:`is_degenerate`, the incomplete-data likelihood's own check (carried as the
+fitters' ``is_degenerate`` attribute).
 
 References
 ----------
@@ -37,17 +41,24 @@ Statistics 35, 335-353.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
+from scipy.optimize import Bounds, minimize
 
 from ..acceleration import squarem
+from ..bounded import DEGENERATE_SLOPE
 from ..design import SURDesign
-from ..missing import MissingGLSOperator, ObservedCovariance, factor_em_step, factor_llf_grad
+from ..missing import (
+    MissingGLSOperator,
+    ObservedCovariance,
+    factor_em_step,
+    factor_llf_grad,
+    observed_mask_t,
+)
 from ..options import FitOptions
 from .common import Progress, Start, finish, llf_close, ols_start, param_change, report
 from .record import FitRecord
 from .registry import register_fitter
 
-__all__ = ["fit_fiml_als", "fit_fiml_em", "fiml_method", "FIML_METHODS"]
+__all__ = ["fit_fiml_als", "fit_fiml_em", "fiml_method", "FIML_METHODS", "is_degenerate"]
 
 #: SQUAREM cycles of the factor EM before the quasi-Newton polish (:meth:`_Problem.polish`).
 FACTOR_EM_CYCLES = 200
@@ -106,6 +117,7 @@ class _Problem:
                  opts: FitOptions) -> None:
         self.design, self.Y, self.rank, self.opts, self.st = design, Y, rank, opts, st
         self.obs = _observed(design)
+        self.obs_t = observed_mask_t(self.obs)  # built once for every ObservedCovariance
         self.n_obs = self.obs.sum(axis=0)
         self.floor = st.floor
         K, pm = design.k_eqs, design.pmax
@@ -128,8 +140,11 @@ class _Problem:
         return x
 
     def resid(self, A: np.ndarray) -> np.ndarray:
-        out = self.design.fitted(A)  # zero in the unobserved cells, as Y is
-        return np.subtract(self.Y, out, out=out)
+        """N x K residuals in C order (zero in the unobserved cells, as Y is)."""
+        return self.Y - self.design.fitted(A)
+
+    def covariance(self, F: np.ndarray, D: np.ndarray) -> ObservedCovariance:
+        return ObservedCovariance(F, D, self.obs, self.obs_t)
 
     def gls(self, A: np.ndarray, cov: ObservedCovariance) -> np.ndarray:
         """Exact GLS given the per-row observed covariance, warm-started at ``A``."""
@@ -153,7 +168,8 @@ class _Problem:
 
         def step(x):
             F0, D0 = x[:K * k].reshape(K, k), x[K * k:]
-            F1, D1, ll = factor_em_step(R, F0, D0, self.obs, self.floor)
+            F1, D1, ll = factor_em_step(R, F0, D0, self.obs, self.floor,
+                                        observed_t=self.obs_t)
             self.st.evaluations += 1
             return np.concatenate([F1.ravel(), D1]), ll
 
@@ -173,7 +189,29 @@ class _Problem:
                       maxiter=min(cycles, FACTOR_EM_CYCLES), accelerate=opts.accelerate,
                       scale=self.scale[self.nA:])
         F1, D1 = res.x[:K * k].reshape(K, k).copy(), res.x[K * k:].copy()
+        if res.converged and self.stationary(R, F1, D1):
+            return F1, D1
         return self.polish(R, F1, D1, res.llf)
+
+    def stationary(self, R: np.ndarray, F: np.ndarray, D: np.ndarray) -> bool:
+        """Whether ``(F, D)`` is a maximum of the factor step: the polish has nothing to do.
+
+        The rule of the complete-data factor step
+        (:meth:`~lowrank_sur.options.FitOptions.factor_options`): the largest entry of
+        the projected gradient of ``llf / N`` in standardized coordinates (``F_jr / s_j``
+        and ``log D_j``) at most ``ptol / 10``. One gradient costs about an EM step; an
+        L-BFGS-B call on ``K (k + 1)`` variables costs several.
+        """
+        try:
+            _, gF, gD = factor_llf_grad(R, F, D, self.obs, self.obs_t)
+        except np.linalg.LinAlgError:
+            return False
+        N = R.shape[0]
+        sd = np.sqrt(self.floor / self.opts.d_floor)
+        gd = gD * D / N
+        gd[(D <= self.floor * (1.0 + 1e-12)) & (gd < 0)] = 0.0  # on the floor, pushing down
+        gmax = max(float(np.max(np.abs(gF * sd[:, None]))) / N, float(np.max(np.abs(gd))))
+        return gmax <= self.opts.ptol * 0.1
 
     def polish(self, R: np.ndarray, F: np.ndarray, D: np.ndarray, llf: float):
         """L-BFGS-B on ``(F / s_j, log(D / s_j^2))`` from the EM point; the better one.
@@ -190,15 +228,16 @@ class _Problem:
             Fc = theta[:K * k].reshape(K, k) * sd[:, None]
             Dc = s2 * np.exp(theta[K * k:])
             try:
-                ll, gF, gD = factor_llf_grad(R, Fc, Dc, self.obs)
+                ll, gF, gD = factor_llf_grad(R, Fc, Dc, self.obs, self.obs_t)
             except np.linalg.LinAlgError:
                 return np.inf, np.zeros_like(theta)
             self.st.evaluations += 1
             return -ll / norm, -np.concatenate([(gF * sd[:, None]).ravel(), gD * Dc]) / norm
 
         x0 = np.concatenate([(F / sd[:, None]).ravel(), np.log(D / s2)])
-        lower = np.log(self.opts.d_floor)
-        bounds = [(None, None)] * (K * k) + [(lower, None)] * K
+        # array bounds: a list of K (k + 1) pairs costs more to convert than the polish
+        lb = np.concatenate([np.full(K * k, -np.inf), np.full(K, np.log(self.opts.d_floor))])
+        bounds = Bounds(lb, np.full(lb.size, np.inf))
         out = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                        options={"maxiter": POLISH_MAXITER, "ftol": 1e-15, "gtol": 1e-12})
         if np.isfinite(out.fun) and -out.fun * norm > llf:
@@ -208,13 +247,13 @@ class _Problem:
 
     def llf(self, x: np.ndarray) -> float:
         A, F, D = self.unpack(x)
-        return ObservedCovariance(F, D, self.obs).loglike(self.resid(A))
+        return self.covariance(F, D).loglike(self.resid(A))
 
     def sweep(self, x: np.ndarray, cycles: int | None):
         """One map: GLS, then the factor step (``cycles`` EM cycles; None: one EM step)."""
         A, F, D = self.unpack(x)
         try:
-            cov = ObservedCovariance(F, D, self.obs)
+            cov = self.covariance(F, D)
         except np.linalg.LinAlgError:
             return x, -np.inf
         llf = cov.loglike(self.resid(A))
@@ -267,17 +306,49 @@ def _fit(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions, start: S
     return finish(design, st, opts, llf=llf)
 
 
-@register_fitter("fiml-als", "ALS, missing responses by FIML (maximum likelihood)",
-                 starts=False)
+def is_degenerate(design: SURDesign, Y: np.ndarray, rec: FitRecord, opts: FitOptions) -> bool:
+    """Whether a FIML fit sits where the incomplete-data llf keeps rising as some ``D_j`` fall.
+
+    The incomplete-data analogue of :func:`lowrank_sur.bounded.is_degenerate`, used by
+    :func:`~lowrank_sur.fitters.multistart.fit_with_starts` (the fitters carry it as
+    their ``is_degenerate`` attribute): the derivative of the llf in ``log D_j`` per
+    observed row of equation j, summed over the equations on the floor or with ``D_j``
+    below a thousandth of their residual variance, below ``-DEGENERATE_SLOPE``. A
+    proper maximum (Heywood or not) has a derivative there of the order of the floor;
+    a degenerate point about -1/2 per equation.
+    """
+    F, D = rec.F, rec.D
+    if F is None or F.shape[1] == 0:
+        return False
+    var = rec.d_floor / opts.d_floor
+    small = D <= 1e-3 * var
+    small[rec.heywood] = True
+    if not np.any(small):
+        return False
+    obs = _observed(design)
+    R = Y - design.fitted(rec.whitened_coefs)  # zero in the unobserved cells
+    try:
+        _, _, gD = factor_llf_grad(R, F, D, obs)
+    except np.linalg.LinAlgError:
+        return True
+    slope = gD * D / np.maximum(obs.sum(axis=0), 1)
+    return bool(np.sum(slope[small]) < -DEGENERATE_SLOPE)
+
+
+@register_fitter("fiml-als", "ALS, missing responses by FIML (maximum likelihood)")
 def fit_fiml_als(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                  start: Start | None = None) -> FitRecord:
     """GLS with the per-row observed covariance, then the factor step to convergence."""
     return _fit(design, Y, rank, opts, start, "FIML ALS sweep", em_cycles=0)
 
 
-@register_fitter("fiml-em", "EM, missing responses by FIML (maximum likelihood)",
-                 starts=False)
+@register_fitter("fiml-em", "EM, missing responses by FIML (maximum likelihood)")
 def fit_fiml_em(design: SURDesign, Y: np.ndarray, rank: int, opts: FitOptions,
                 start: Start | None = None) -> FitRecord:
     """ECME: GLS with the per-row observed covariance, then one EM step for ``(F, D)``."""
     return _fit(design, Y, rank, opts, start, "FIML EM iteration", em_cycles=EM_CYCLES)
+
+
+# the multi-start search (fitters/multistart.py) judges degenerate points by this check
+fit_fiml_als.is_degenerate = is_degenerate  # type: ignore[attr-defined]
+fit_fiml_em.is_degenerate = is_degenerate  # type: ignore[attr-defined]

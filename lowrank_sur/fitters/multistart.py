@@ -124,10 +124,18 @@ FLOOR_SET_STARTS = 3
 
 
 def _run(fit, design, Y, rank, opts, start):
-    """Fit, keeping the warnings instead of issuing them; return the record and them."""
+    """Fit, keeping the warnings instead of issuing them; return the record and them.
+
+    A fitter whose likelihood is not the complete-data one (``missing="fiml"``) carries
+    its own degeneracy check as the attribute ``is_degenerate(design, Y, rec, opts)``.
+    """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rec = fit(design, Y, rank, opts, start)
+    own_check = getattr(fit, "is_degenerate", None)
+    if own_check is not None:
+        rec.degenerate = bool(own_check(design, Y, rec, opts))
+        return rec, list(caught)
     R = Y - design.fitted(rec.whitened_coefs)
     rec.degenerate = is_degenerate(R, rec.F, rec.D, rec.d_floor, rec.heywood,
                                    scale=rec.d_floor / opts.d_floor)

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..bounded import Boundedness, check_bounded
+from ..bounded import Boundedness, check_bounded, check_bounded_observed
 from ..design import SURDesign
 from ..exceptions import (
     ConvergenceWarning,
@@ -61,12 +61,13 @@ def candidate_max_rank(design: SURDesign, max_rank: int | None) -> int:
 
 
 def _bounded(design: SURDesign, Y: np.ndarray, rank: int) -> Boundedness:
-    """:func:`~lowrank_sur.bounded.check_bounded`; with missing responses not checked.
+    """:func:`~lowrank_sur.bounded.check_bounded`, or for missing responses its variant.
 
-    The check is written for complete data (``missing="fiml"`` fits say "not checked").
+    With unobserved cells, :func:`~lowrank_sur.bounded.check_bounded_observed` (each
+    set of equations on its jointly observed rows).
     """
     if getattr(design, "observed", None) is not None:
-        return Boundedness(True, [], "", None)
+        return check_bounded_observed(design, Y, rank, design.observed)
     return check_bounded(design, Y, rank)
 
 
