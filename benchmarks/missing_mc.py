@@ -26,7 +26,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -63,24 +62,20 @@ def masked(sim, obs):
 def fiml_fit(sim, obs, rank, dfk=False):
     """FIML estimates and standard errors (through the model's covariance estimator).
 
-    ``dfk``: also the standard errors with the error covariance scaled as
-    ``debiased=True`` scales a complete-data fit (:mod:`lowrank_sur.coefcov.smallsample`),
-    with each equation's observed count ``n_j`` for N: ``F_j`` by
-    ``sqrt(n_j / (n_j - p_j))`` and ``D_j`` by ``n_j / (n_j - p_j - k)``. The package
-    does not offer ``debiased=True`` with missing responses; this measures what it
-    would do.
+    ``dfk``: also the standard errors of ``debiased=True``
+    (:func:`lowrank_sur.coefcov.smallsample.debiased_record`: with each equation's
+    observed count ``n_j`` for N, ``F_j`` scaled by ``sqrt(n_j / (n_j - p_j))`` and
+    ``D_j`` by ``n_j / (n_j - p_j - k)``).
     """
     from lowrank_sur.coefcov.fiml import FIMLNonrobustCovariance
-    from lowrank_sur.coefcov.smallsample import debiased_cov
+    from lowrank_sur.coefcov.smallsample import debiased_record
 
     Y, _, design = masked(sim, obs)
     rec = fit_design(design, Y, rank)
     bse = FIMLNonrobustCovariance(design, Y, rec).bse()
     if not dfk:
         return np.concatenate(rec.coefs), bse, rec
-    n, p = obs.sum(axis=0).astype(float), np.asarray(design.p, dtype=float)
-    cov = debiased_cov(rec.cov, np.sqrt(n / (n - p)), n / (n - p - rank))
-    bse_dfk = FIMLNonrobustCovariance(design, Y, dataclasses.replace(rec, cov=cov)).bse()
+    bse_dfk = FIMLNonrobustCovariance(design, Y, debiased_record(rec, design)).bse()
     return np.concatenate(rec.coefs), (bse, bse_dfk), rec
 
 

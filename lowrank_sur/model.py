@@ -419,8 +419,8 @@ class LowRankSUR(LikelihoodModel):
         opts = FitOptions.from_kwargs(method=method, **options)
         estimator = get_cov_type(cov_type)
         cov_kwds = _check_cov_kwds(estimator, cov_kwds)
-        if self.design.observed is not None:
-            self._check_missing_options(estimator, cov_type, opts)
+        if self.design.observed is not None:  # what missing="fiml" does not support yet
+            check_missing_cov_type(estimator, cov_type)
         estimator.check_options(self.design, **cov_kwds)  # bad options fail before the fit
         selection = None
         if isinstance(rank, str) and rank.lower() == FULL_RANK:
@@ -453,13 +453,3 @@ class LowRankSUR(LikelihoodModel):
         res = LowRankSURResults(self, record, coef_cov, cov_kwds=cov_kwds,
                                 rank_selection=selection, fit_options=opts)
         return LowRankSURResultsWrapper(res)
-
-    @staticmethod
-    def _check_missing_options(estimator, cov_type: str, opts: FitOptions) -> None:
-        """What ``missing="fiml"`` does not support yet fails before the fit."""
-        check_missing_cov_type(estimator, cov_type)
-        if opts.debiased:
-            raise NotImplementedError(
-                "debiased=True is not available yet with missing responses "
-                "(missing='fiml'); drop it, or use missing='drop'"
-            )

@@ -32,16 +32,20 @@ from ..covariance import Covariance, DenseCovariance, LowRankCovariance
 __all__ = ["dfk_scale", "debiased_cov", "debiased_record"]
 
 
-def dfk_scale(nobs: int, k_params_per_eq) -> np.ndarray:
-    """``s_j = sqrt(N / (N - p_j))`` per equation (raises when some ``p_j >= N``)."""
+def dfk_scale(nobs, k_params_per_eq) -> np.ndarray:
+    """``s_j = sqrt(N_j / (N_j - p_j))`` per equation (raises when some ``p_j >= N_j``).
+
+    ``nobs`` is N, or the observations ``N_j`` of each equation (``missing="fiml"``).
+    """
     p = np.asarray(k_params_per_eq, dtype=float)
-    if np.any(p >= nobs):
-        j = int(np.argmax(p >= nobs))
+    n = np.broadcast_to(np.asarray(nobs, dtype=float), p.shape)
+    if np.any(p >= n):
+        j = int(np.argmax(p >= n))
         raise ValueError(
             f"debiased=True needs N - p_j > 0 for every equation; equation {j} has "
-            f"p_j = {int(p[j])} regressors and N = {nobs} observations"
+            f"p_j = {int(p[j])} regressors and N = {int(n[j])} observations"
         )
-    return np.sqrt(nobs / (nobs - p))
+    return np.sqrt(n / (n - p))
 
 
 def debiased_cov(cov: Covariance, scale: np.ndarray,
@@ -62,9 +66,13 @@ def debiased_cov(cov: Covariance, scale: np.ndarray,
 def debiased_record(record, design):
     """A copy of a fit record whose error covariance carries the ``dfk`` scaling.
 
-    Factor fits also scale D by ``N / (N - p_j - k)`` (see the module notes).
+    Factor fits also scale D by ``N / (N - p_j - k)`` (see the module notes). With
+    missing responses (``missing="fiml"``) each equation's observed rows ``N_j`` take
+    the place of N.
     """
-    n, p = design.nobs, np.asarray(design.p, dtype=float)
+    p = np.asarray(design.p, dtype=float)
+    observed = getattr(design, "observed", None)
+    n = design.nobs if observed is None else observed.sum(axis=0)
     scale = dfk_scale(n, p)
     d_scale = None
     if isinstance(record.cov, LowRankCovariance):
