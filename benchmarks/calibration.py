@@ -30,7 +30,7 @@ and measures, per inference option:
     p-value (:func:`lowrank_sur.bootstrap.fdb_pvalue`) with the B draws of one
     replication replaced by the R first- and second-level draws of all replications:
     replication r rejects when ``p**_r < alpha``, ``p*_r = #{tau*_s >= tau_r} / R``,
-    ``p**_r = #{tau*_s >= Q**(1 - p*_r)} / R``. Equivalently (up to ties), it rejects
+    ``p**_r = #{tau*_s > Q**(1 - p*_r)} / R``. Equivalently (up to ties), it rejects
     when ``tau_r`` exceeds the ``1 - alpha*`` quantile of the ``tau*``, where
     ``alpha* = #{tau**_s > Q*(1 - alpha)} / R`` is the share of second-level statistics
     above the single bootstrap's critical value: the FDB lowers the nominal level of

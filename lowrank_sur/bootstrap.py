@@ -10,7 +10,7 @@ estimated null (:func:`fast_double_bootstrap_statistics`, :func:`fdb_pvalue`): f
 first-level draw ``j`` the null is refitted on it, *one* second-level response matrix is
 drawn from that refit and its statistic ``tau**_j`` computed; with ``p* =
 #{tau*_j >= tau} / B`` and ``Q**`` the ``1 - p*`` quantile of the ``tau**``, the FDB
-p-value is ``p** = #{tau*_j >= Q**} / B``. It costs about twice the single bootstrap.
+p-value is ``p** = #{tau*_j > Q**} / B``. It costs about twice the single bootstrap.
 
 The draws are ``Y_b = X beta_0 + E_b`` with the rows of ``E_b`` independent
 ``N(0, Sigma_0)``, ``(beta_0, Sigma_0)`` the fit under the null; all ``B N`` error
@@ -108,8 +108,12 @@ def fdb_pvalue(stat: float, boot: np.ndarray, boot2: np.ndarray) -> float:
 
     ``p* = #{tau*_j >= stat} / B`` over the first-level statistics ``boot``; ``Q**``
     the ``1 - p*`` quantile of the second-level statistics ``boot2`` (the inverse
-    of their empirical distribution function); ``p** = #{tau*_j >= Q**} / B``.
-    Non-finite statistics (draws that could not be refitted) are left out of each set.
+    of their empirical distribution function: the smallest ``tau**`` with at least
+    ``B (1 - p*)`` of them at or below it); ``p** = #{tau*_j > Q**} / B``. The strict
+    inequality is Davidson and MacKinnon's; a first-level draw tied with ``stat``
+    counts as exceeding it (conservative, as :func:`monte_carlo_pvalue`). With both
+    levels equal, ``p** = p*``. Non-finite statistics (draws that could not be
+    refitted) are left out of each set.
 
     Parameters
     ----------
@@ -136,7 +140,7 @@ def fdb_pvalue(stat: float, boot: np.ndarray, boot2: np.ndarray) -> float:
         return float("nan")
     p1 = float(np.mean(boot >= stat - 1e-9 * max(1.0, abs(stat))))
     q2 = float(np.quantile(boot2, 1.0 - p1, method="inverted_cdf"))
-    return float(np.mean(boot >= q2 - 1e-9 * max(1.0, abs(q2))))
+    return float(np.mean(boot > q2))
 
 
 def fast_double_bootstrap_statistics(

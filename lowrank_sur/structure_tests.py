@@ -159,7 +159,7 @@ class CovStructureTests:
         ``p = (1 + #{LR_b >= LR}) / (1 + n_boot)``; the fast double bootstrap
         (``method="fdb"``) also refits the small rank on each draw, draws one response
         matrix from that refit and refits both ranks on it (``LR**_b``), and reports
-        Davidson and MacKinnon's (2007) ``p** = #{LR_b >= Q**(1 - p*)} / n_boot`` with
+        Davidson and MacKinnon's (2007) ``p** = #{LR_b > Q**(1 - p*)} / n_boot`` with
         ``p* = #{LR_b >= LR} / n_boot`` and ``Q**`` the quantile of the ``LR**_b``
         (:func:`~lowrank_sur.bootstrap.fdb_pvalue`): about twice the refits, and it
         corrects the single bootstrap's oversize when K > N (``docs/calibration.md``).
