@@ -38,7 +38,7 @@ from .design import SURDesign
 from .options import check_int
 
 __all__ = ["draw_responses", "monte_carlo_pvalue", "fdb_pvalue", "check_n_boot",
-           "bootstrap_statistics", "fast_double_bootstrap_statistics"]
+           "fast_double_bootstrap_statistics"]
 
 
 def check_n_boot(n_boot) -> int:
@@ -89,18 +89,6 @@ def monte_carlo_pvalue(stat: float, stats: np.ndarray) -> float:
     stats = np.asarray(stats, dtype=float)
     stats = stats[np.isfinite(stats)]
     return float((1 + np.sum(stats >= stat - 1e-9 * max(1.0, abs(stat)))) / (1 + stats.size))
-
-
-def bootstrap_statistics(draws: Iterator[np.ndarray],
-                         statistic: Callable[[np.ndarray], float]) -> np.ndarray:
-    """The statistic on every draw (NaN where it cannot be computed)."""
-    out = []
-    for Yb in draws:
-        try:
-            out.append(float(statistic(Yb)))
-        except (np.linalg.LinAlgError, FloatingPointError, ValueError):
-            out.append(np.nan)
-    return np.asarray(out)
 
 
 def fdb_pvalue(stat: float, boot: np.ndarray, boot2: np.ndarray) -> float:
