@@ -383,6 +383,49 @@ def fdb_warp_size(stat, boot, boot2, alpha: float = 0.05
     return size, se, alpha_star
 
 
+def warp_resampled_se(stat, boot, boot2=None, alpha: float = 0.05, n_resamples: int = 400,
+                      seed: int = 0) -> float | None:
+    """Standard error of a warp-speed size by resampling the replications.
+
+    The binomial standard error of :func:`warp_size` ignores the noise of the critical
+    value, itself estimated from the R draws (Giacomini, Politis and White 2013,
+    section 3); this one resamples the replications ``(stat_r, boot_r[, boot2_r])``
+    with replacement and recomputes the size: the single bootstrap's ``stat >
+    Q*(1 - alpha)``, or with ``boot2`` the fast double bootstrap's equivalent rule
+    ``stat > Q*(1 - alpha*)``, ``alpha* = #{boot2 > Q*(1 - alpha)} / R``.
+    """
+    stat, boot = np.asarray(stat, dtype=float), np.asarray(boot, dtype=float)
+    two = None if boot2 is None else np.asarray(boot2, dtype=float)
+    if stat.size < 10 or (two is not None and two.size != stat.size):
+        return None
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for _ in range(n_resamples):
+        i = rng.integers(0, stat.size, stat.size)
+        b = boot[i][np.isfinite(boot[i])]
+        level = alpha
+        if two is not None:
+            b2 = two[i][np.isfinite(two[i])]
+            level = float(np.mean(b2 > np.quantile(b, 1 - alpha)))
+        sizes.append(np.mean(stat[i] > np.quantile(b, 1 - level)))
+    return float(np.std(sizes, ddof=1))
+
+
+def _warp_fields(stat, boot, boot2) -> dict:
+    """The warp-speed sizes of both bootstraps, binomial and resampled standard errors."""
+    warp, warp_se = warp_size(stat, boot)
+    full = len(boot2) == len(stat) > 0
+    fdb, fdb_se, alpha_star = (fdb_warp_size(stat, boot, boot2) if full
+                               else (None, None, None))
+    return {"lr_warp_size": warp, "lr_warp_size_se": warp_se,
+            "lr_warp_size_se_resampled": warp_resampled_se(stat, boot),
+            "lr_warp_reps": len(stat),
+            "lr_fdb_warp_size": fdb, "lr_fdb_warp_size_se": fdb_se,
+            "lr_fdb_warp_size_se_resampled": (warp_resampled_se(stat, boot, boot2)
+                                              if full else None),
+            "lr_fdb_alpha_star": alpha_star, "lr_fdb_warp_reps": len(boot2) if full else 0}
+
+
 def _design_summary(design, acc, lr, select, seconds) -> dict:
     options = {}
     for name, a in acc.items():
@@ -391,20 +434,15 @@ def _design_summary(design, acc, lr, select, seconds) -> dict:
         options[name] = {"coverage": cov, "coverage_se": cov_se, "wald_size": size,
                          "wald_size_se": size_se, "reps": len(a["coverage"])}
     n_sel = len(next(iter(select.values())))
-    warp, warp_se = warp_size(lr["warp_stat"], lr["warp_boot"])
     boot2 = lr.get("warp_boot2", [])
-    fdb, fdb_se, alpha_star = fdb_warp_size(lr["warp_stat"], lr["warp_boot"], boot2)
     return {
         "nobs": design[0], "k_eqs": design[1], "rank": design[2],
         "options": options,
         "lr_boot_size": _rate(lr["boot"])[0], "lr_reps": len(lr["boot"]),
         "lr_chi2_size": _rate(lr["chi2"])[0], "lr_chi2_reps": len(lr["chi2"]),
-        "lr_warp_size": warp, "lr_warp_size_se": warp_se,
-        "lr_warp_reps": len(lr["warp_stat"]),
+        **_warp_fields(lr["warp_stat"], lr["warp_boot"], boot2),
         "lr_warp_stats": [float(v) for v in lr["warp_stat"]],
         "lr_warp_boot_stats": [float(v) for v in lr["warp_boot"]],
-        "lr_fdb_warp_size": fdb, "lr_fdb_warp_size_se": fdb_se,
-        "lr_fdb_alpha_star": alpha_star, "lr_fdb_warp_reps": len(boot2),
         "lr_warp_boot2_stats": [float(v) for v in boot2],
         "lr_unres_size": _rate(lr["unres"])[0], "lr_unres_reps": len(lr["unres"]),
         "selection": {c: _rate(v)[0] for c, v in select.items()},
@@ -437,6 +475,13 @@ def _pm(value, se, spec=".3f") -> str:
     return fmt(value, spec) + ("" if se is None else f" ± {se:{spec}}")
 
 
+def _warp_cell(d: dict, key: str) -> str:
+    """``size ± binomial s.e. [resampled s.e.] (reps)`` of a warp-speed size."""
+    res = d.get(f"{key}_size_se_resampled")
+    return (_pm(d.get(f"{key}_size"), d.get(f"{key}_size_se"))
+            + ("" if res is None else f" [{res:.3f}]") + f" ({d.get(f'{key}_reps', 0)})")
+
+
 def markdown(rows: list[dict], cfg: dict) -> str:
     """The calibration tables (± one Monte Carlo standard error)."""
     lines = ["## Coverage of nominal 95% intervals (slopes) and Wald size at 5%", "",
@@ -457,10 +502,7 @@ def markdown(rows: list[dict], cfg: dict) -> str:
         if d.get("lr_chi2_reps", d["lr_reps"]):
             lines.append(md_row([
                 d["nobs"], d["k_eqs"], d["rank"],
-                f"{_pm(d.get('lr_warp_size'), d.get('lr_warp_size_se'))} "
-                f"({d.get('lr_warp_reps', 0)})",
-                f"{_pm(d.get('lr_fdb_warp_size'), d.get('lr_fdb_warp_size_se'))} "
-                f"({d.get('lr_fdb_warp_reps', 0)})",
+                _warp_cell(d, "lr_warp"), _warp_cell(d, "lr_fdb_warp"),
                 f"{fmt(d['lr_boot_size'], '.3f')} ({d['lr_reps']})",
                 f"{fmt(d['lr_chi2_size'], '.3f')} ({d.get('lr_chi2_reps', d['lr_reps'])})",
                 f"{fmt(d['lr_unres_size'], '.3f')} ({d['lr_unres_reps']})"]))
@@ -579,17 +621,18 @@ def _pool_options(parts) -> dict:
     return out
 
 
-def _pool_fdb(parts) -> dict:
-    """The warp-speed FDB size over the runs that recorded second-level draws."""
+def _pool_warp(parts) -> dict:
+    """Warp-speed sizes over all runs; the FDB's over those with second-level draws."""
+    stat = [v for d in parts for v in d.get("lr_warp_stats", [])]
+    boot = [v for d in parts for v in d.get("lr_warp_boot_stats", [])]
+    single = {k: v for k, v in _warp_fields(stat, boot, []).items() if "fdb" not in k}
     parts = [d for d in parts if len(d.get("lr_warp_boot2_stats", []))
              == len(d.get("lr_warp_stats", [])) > 0]
     stat = [v for d in parts for v in d["lr_warp_stats"]]
     boot = [v for d in parts for v in d["lr_warp_boot_stats"]]
     boot2 = [v for d in parts for v in d["lr_warp_boot2_stats"]]
-    fdb, se, alpha_star = fdb_warp_size(stat, boot, boot2)
-    return {"lr_fdb_warp_size": fdb, "lr_fdb_warp_size_se": se,
-            "lr_fdb_alpha_star": alpha_star, "lr_fdb_warp_reps": len(boot2),
-            "lr_warp_boot2_stats": boot2}
+    double = {k: v for k, v in _warp_fields(stat, boot, boot2).items() if "fdb" in k}
+    return {**single, **double, "lr_warp_boot2_stats": boot2}
 
 
 def pool(rows: list[dict]) -> list[dict]:
@@ -604,12 +647,10 @@ def pool(rows: list[dict]) -> list[dict]:
             continue
         stat = [v for d in parts for v in d.get("lr_warp_stats", [])]
         boot = [v for d in parts for v in d.get("lr_warp_boot_stats", [])]
-        warp, warp_se = warp_size(stat, boot)
         row = {"nobs": N, "k_eqs": K, "rank": k, "options": _pool_options(parts),
-               "lr_warp_size": warp, "lr_warp_size_se": warp_se, "lr_warp_reps": len(stat),
                "lr_warp_stats": stat, "lr_warp_boot_stats": boot,
                "seconds": sum(d["seconds"] for d in parts)}
-        row.update(_pool_fdb(parts))
+        row.update(_pool_warp(parts))
         for key, n_key in (("lr_boot_size", "lr_reps"), ("lr_chi2_size", "lr_chi2_reps"),
                            ("lr_unres_size", "lr_unres_reps")):
             row[key], row[n_key] = _pool_rate(parts, key, n_key)

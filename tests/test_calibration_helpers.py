@@ -68,6 +68,19 @@ def test_fdb_warp_size_is_the_library_rule_with_pooled_draws(calibration):
     assert abs(same - calibration.warp_size(stat, boot)[0]) < 3.0 / stat.size
 
 
+def test_warp_resampled_se_includes_the_critical_value_noise(calibration):
+    # statistic and draws from one continuous law: the size estimate's variance is about
+    # twice the binomial alpha (1 - alpha) / R (the critical value is itself a sample
+    # quantile of R draws; Giacomini, Politis and White 2013)
+    rng = np.random.default_rng(4)
+    stat, boot = rng.chisquare(3, size=(2, 2000))
+    size, se = calibration.warp_size(stat, boot)
+    resampled = calibration.warp_resampled_se(stat, boot, seed=1)
+    assert 1.15 < resampled / se < 1.75
+    assert calibration.warp_resampled_se(stat, boot, seed=1) == resampled  # seeded
+    assert calibration.warp_resampled_se(stat, boot, boot, seed=1) is not None
+
+
 def test_same_fit_matches_a_refit_with_the_options(calibration):
     from lowrank_sur import LowRankSUR, simulate_sur
 
