@@ -11,10 +11,10 @@ the null the extra factor's loadings are not identified (Davies 1977, 1987), and
 chi2 reference with the difference in free parameters was measured to reject a true
 rank-k null in 60-100% of draws at 5%. The valid reference is the parametric
 bootstrap (:mod:`lowrank_sur.bootstrap`); the chi2 p-value is given only on request,
-labelled as not valid. When K > N the single bootstrap drawn from the fitted null
-rejects a true rank-k null too often (about 9% at 5%, ``docs/calibration.md``): the
-fast double bootstrap (``method="fdb"``, Davidson and MacKinnon 2007) corrects for
-the estimated null at about twice the cost.
+labelled as not valid. The fast double bootstrap (``method="fdb"``, Davidson and
+MacKinnon 2007) is available at about twice the cost; in the Monte Carlo of
+``docs/calibration.md`` it did not hold the size better than the single bootstrap
+(it is noisier and, where K > N, larger), so the single bootstrap stays the default.
 
 References
 ----------
