@@ -163,8 +163,9 @@ class CovStructureTests:
         ``p* = #{LR_b >= LR} / n_boot`` and ``Q**`` the quantile of the ``LR**_b``
         (:func:`~lowrank_sur.bootstrap.fdb_pvalue`), at about twice the refits. The
         default is the single bootstrap: in the Monte Carlo of ``docs/calibration.md``
-        (warp-speed sizes at 5%) the FDB did not hold the size better (0.087 against
-        0.065 at N=60, K=120, k=2 over 1200 replications).
+        (warp-speed sizes at 5%) the FDB did not hold the size better: it was larger
+        than the single bootstrap's at all four designs (0.087 against 0.065 at N=60,
+        K=120, k=2 over 1200 replications) and noisier.
 
         Parameters
         ----------
