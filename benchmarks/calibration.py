@@ -21,6 +21,21 @@ and measures, per inference option:
     exactly as ``compare_lr_test`` does; the bootstrap critical value is the 95%
     quantile of those statistics over the replications. This measures the bootstrap
     test's size for the cost of one draw per replication instead of ``n_boot``;
+``lr_fdb_warp_size``
+    the same for the fast double bootstrap (``compare_lr_test(method="fdb")``,
+    Davidson and MacKinnon 2007): each replication also refits rank k on its
+    first-level draw, draws *one* second-level response matrix from that refit and
+    refits both ranks on it (the library's own refit, seeded as the library seeds it),
+    giving ``tau**_r``. The warp-speed FDB rejection rule is the library's FDB
+    p-value (:func:`lowrank_sur.bootstrap.fdb_pvalue`) with the B draws of one
+    replication replaced by the R first- and second-level draws of all replications:
+    replication r rejects when ``p**_r < alpha``, ``p*_r = #{tau*_s >= tau_r} / R``,
+    ``p**_r = #{tau*_s > Q**(1 - p*_r)} / R``. Equivalently (up to ties), it rejects
+    when ``tau_r`` exceeds the ``1 - alpha*`` quantile of the ``tau*``, where
+    ``alpha* = #{tau**_s > Q*(1 - alpha)} / R`` is the share of second-level statistics
+    above the single bootstrap's critical value: the FDB lowers the nominal level of
+    the single bootstrap by as much as the second level over-rejects at it
+    (``lr_fdb_alpha_star`` in the JSON);
 ``lr_boot_size`` / ``lr_chi2_size``
     the rejection rate of ``compare_lr_test`` itself (``n_boot`` draws) on the first
     ``lr_reps`` replications of the ``lr_designs``, and of the chi2 reference it
@@ -62,6 +77,9 @@ References
 Giacomini, R., Politis, D. N. and White, H. (2013). A warp-speed method for
 conducting Monte Carlo experiments involving bootstrap estimators. *Econometric
 Theory* 29, 567-589.
+Davidson, R. and MacKinnon, J. G. (2007). Improving the reliability of bootstrap tests
+with the fast double bootstrap. *Computational Statistics & Data Analysis* 51,
+3259-3281.
 """
 
 from __future__ import annotations
@@ -84,7 +102,7 @@ from surbench.measure import loadavg, machine_info  # noqa: E402
 from surbench.report import fmt, md_row, md_rule, write_json  # noqa: E402
 
 from lowrank_sur import LowRankSUR, simulate_sur  # noqa: E402
-from lowrank_sur.bootstrap import draw_responses  # noqa: E402
+from lowrank_sur.bootstrap import fast_double_bootstrap_statistics, fdb_pvalue  # noqa: E402
 from lowrank_sur.coefcov.fullcov import coefficient_covariance  # noqa: E402
 from lowrank_sur.results import LowRankSURResults, LowRankSURResultsWrapper  # noqa: E402
 from lowrank_sur.selection import choose_rank  # noqa: E402
@@ -216,16 +234,23 @@ def _selection(model, rank: int) -> dict:
     return {c: choose_rank(res.rank_selection, c) == rank for c in CRITERIA}
 
 
-def _warp_statistic(base, big_rank: int, seed: int) -> float:
-    """One bootstrap LR statistic, drawn and refitted as ``compare_lr_test`` does."""
+def _warp_statistics(base, big_rank: int, seed: int) -> tuple[float, float]:
+    """One first- and one second-level bootstrap LR statistic, as ``compare_lr_test``.
+
+    The library's own draws and refits (``compare_lr_test(method="fdb")`` with one
+    draw): the first-level statistic is the single bootstrap's draw with this seed.
+    """
     res = getattr(base, "_results", base)
-    (Yb,) = draw_responses(res.model.design, res._record.whitened_coefs, res.error_cov, 1,
-                           seed)
-    return 2.0 * (res._refit_llf(Yb, big_rank) - res._refit_llf(Yb, res.rank,
-                                                                res._null_start()))
+    refit = res._lr_refit(lambda Yb: res._refit_llf(Yb, big_rank))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        b1, b2 = fast_double_bootstrap_statistics(
+            res.model.design, res._record.whitened_coefs, res.error_cov, refit, 1, seed)
+    return float(b1[0]), float(b2[0])
 
 
-_EMPTY_LR = {"boot": [], "chi2": [], "unres": [], "warp_stat": [], "warp_boot": []}
+_EMPTY_LR = {"boot": [], "chi2": [], "unres": [], "warp_stat": [], "warp_boot": [],
+             "warp_boot2": []}
 
 
 def _new_acc(names) -> dict:
@@ -258,9 +283,12 @@ def _lr_tests(model, base, k, r, cfg, lr, full_bootstrap: bool) -> None:
     big = model.fit(rank=k + 1, **FIT)
     lr["chi2"].append(base.compare_lr_test(big, method="chi2").pvalue < 0.05)
     lr["warp_stat"].append(2.0 * (big.llf - base.llf))
-    lr["warp_boot"].append(_warp_statistic(base, k + 1, seed=r))
+    first, second = _warp_statistics(base, k + 1, seed=r)
+    lr["warp_boot"].append(first)
+    lr["warp_boot2"].append(second)
     if full_bootstrap and r < cfg["lr_reps"]:
-        lr["boot"].append(base.compare_lr_test(big, n_boot=cfg["n_boot_lr"],
+        lr["boot"].append(base.compare_lr_test(big, method="bootstrap",
+                                               n_boot=cfg["n_boot_lr"],
                                                seed=r).pvalue < 0.05)
     if r < cfg["unres_reps"]:
         u = base.lr_test_unrestricted()
@@ -333,6 +361,71 @@ def warp_size(stat, boot, alpha: float = 0.05) -> tuple[float | None, float | No
     return _rate(list((stat > crit).astype(float)))
 
 
+def fdb_warp_size(stat, boot, boot2, alpha: float = 0.05
+                  ) -> tuple[float | None, float | None, float | None]:
+    """Warp-speed size of the fast double bootstrap test, and its adjusted level.
+
+    Replication r rejects when the FDB p-value of ``stat[r]`` against the pooled
+    first-level ``boot`` and second-level ``boot2`` draws is below ``alpha``
+    (:func:`lowrank_sur.bootstrap.fdb_pvalue`). Returns the rejection rate, its
+    binomial standard error and ``alpha* = #{boot2 > Q*(1 - alpha)} / R``, the level
+    at which the equivalent rule compares ``stat`` with the first-level quantile.
+    """
+    stat = np.asarray(stat, dtype=float)
+    boot = np.asarray(boot, dtype=float)
+    boot2 = np.asarray(boot2, dtype=float)
+    if stat.size < 2 or np.sum(np.isfinite(boot)) < 2 or np.sum(np.isfinite(boot2)) < 2:
+        return None, None, None
+    rejects = [float(fdb_pvalue(t, boot, boot2) < alpha) for t in stat]
+    size, se = _rate(rejects)
+    crit = np.quantile(boot[np.isfinite(boot)], 1 - alpha)
+    alpha_star = float(np.mean(boot2[np.isfinite(boot2)] > crit))
+    return size, se, alpha_star
+
+
+def warp_resampled_se(stat, boot, boot2=None, alpha: float = 0.05, n_resamples: int = 400,
+                      seed: int = 0) -> float | None:
+    """Standard error of a warp-speed size by resampling the replications.
+
+    The binomial standard error of :func:`warp_size` ignores the noise of the critical
+    value, itself estimated from the R draws (Giacomini, Politis and White 2013,
+    section 3); this one resamples the replications ``(stat_r, boot_r[, boot2_r])``
+    with replacement and recomputes the size: the single bootstrap's ``stat >
+    Q*(1 - alpha)``, or with ``boot2`` the fast double bootstrap's equivalent rule
+    ``stat > Q*(1 - alpha*)``, ``alpha* = #{boot2 > Q*(1 - alpha)} / R``.
+    """
+    stat, boot = np.asarray(stat, dtype=float), np.asarray(boot, dtype=float)
+    two = None if boot2 is None else np.asarray(boot2, dtype=float)
+    if stat.size < 10 or (two is not None and two.size != stat.size):
+        return None
+    rng = np.random.default_rng(seed)
+    sizes = []
+    for _ in range(n_resamples):
+        i = rng.integers(0, stat.size, stat.size)
+        b = boot[i][np.isfinite(boot[i])]
+        level = alpha
+        if two is not None:
+            b2 = two[i][np.isfinite(two[i])]
+            level = float(np.mean(b2 > np.quantile(b, 1 - alpha)))
+        sizes.append(np.mean(stat[i] > np.quantile(b, 1 - level)))
+    return float(np.std(sizes, ddof=1))
+
+
+def _warp_fields(stat, boot, boot2) -> dict:
+    """The warp-speed sizes of both bootstraps, binomial and resampled standard errors."""
+    warp, warp_se = warp_size(stat, boot)
+    full = len(boot2) == len(stat) > 0
+    fdb, fdb_se, alpha_star = (fdb_warp_size(stat, boot, boot2) if full
+                               else (None, None, None))
+    return {"lr_warp_size": warp, "lr_warp_size_se": warp_se,
+            "lr_warp_size_se_resampled": warp_resampled_se(stat, boot),
+            "lr_warp_reps": len(stat),
+            "lr_fdb_warp_size": fdb, "lr_fdb_warp_size_se": fdb_se,
+            "lr_fdb_warp_size_se_resampled": (warp_resampled_se(stat, boot, boot2)
+                                              if full else None),
+            "lr_fdb_alpha_star": alpha_star, "lr_fdb_warp_reps": len(boot2) if full else 0}
+
+
 def _design_summary(design, acc, lr, select, seconds) -> dict:
     options = {}
     for name, a in acc.items():
@@ -341,16 +434,16 @@ def _design_summary(design, acc, lr, select, seconds) -> dict:
         options[name] = {"coverage": cov, "coverage_se": cov_se, "wald_size": size,
                          "wald_size_se": size_se, "reps": len(a["coverage"])}
     n_sel = len(next(iter(select.values())))
-    warp, warp_se = warp_size(lr["warp_stat"], lr["warp_boot"])
+    boot2 = lr.get("warp_boot2", [])
     return {
         "nobs": design[0], "k_eqs": design[1], "rank": design[2],
         "options": options,
         "lr_boot_size": _rate(lr["boot"])[0], "lr_reps": len(lr["boot"]),
         "lr_chi2_size": _rate(lr["chi2"])[0], "lr_chi2_reps": len(lr["chi2"]),
-        "lr_warp_size": warp, "lr_warp_size_se": warp_se,
-        "lr_warp_reps": len(lr["warp_stat"]),
+        **_warp_fields(lr["warp_stat"], lr["warp_boot"], boot2),
         "lr_warp_stats": [float(v) for v in lr["warp_stat"]],
         "lr_warp_boot_stats": [float(v) for v in lr["warp_boot"]],
+        "lr_warp_boot2_stats": [float(v) for v in boot2],
         "lr_unres_size": _rate(lr["unres"])[0], "lr_unres_reps": len(lr["unres"]),
         "selection": {c: _rate(v)[0] for c, v in select.items()},
         "selection_lower95": {c: clopper_pearson_lower(int(np.sum(v)), len(v))
@@ -382,6 +475,13 @@ def _pm(value, se, spec=".3f") -> str:
     return fmt(value, spec) + ("" if se is None else f" ± {se:{spec}}")
 
 
+def _warp_cell(d: dict, key: str) -> str:
+    """``size ± binomial s.e. [resampled s.e.] (reps)`` of a warp-speed size."""
+    res = d.get(f"{key}_size_se_resampled")
+    return (_pm(d.get(f"{key}_size"), d.get(f"{key}_size_se"))
+            + ("" if res is None else f" [{res:.3f}]") + f" ({d.get(f'{key}_reps', 0)})")
+
+
 def markdown(rows: list[dict], cfg: dict) -> str:
     """The calibration tables (± one Monte Carlo standard error)."""
     lines = ["## Coverage of nominal 95% intervals (slopes) and Wald size at 5%", "",
@@ -394,15 +494,15 @@ def markdown(rows: list[dict], cfg: dict) -> str:
                                      _pm(o["wald_size"], o.get("wald_size_se"))]))
     lines += ["", "## Likelihood-ratio tests: rejection rate of a true null at 5%", "",
               md_row(["N", "K", "k", "rank k vs k+1 bootstrap, warp-speed (reps)",
+                      "rank k vs k+1 fast double bootstrap, warp-speed (reps)",
                       "compare_lr_test bootstrap (reps)",
                       "rank k vs k+1 chi2, not valid (reps)", "vs unrestricted (reps)"]),
-              md_rule(7)]
+              md_rule(8)]
     for d in rows:
         if d.get("lr_chi2_reps", d["lr_reps"]):
             lines.append(md_row([
                 d["nobs"], d["k_eqs"], d["rank"],
-                f"{_pm(d.get('lr_warp_size'), d.get('lr_warp_size_se'))} "
-                f"({d.get('lr_warp_reps', 0)})",
+                _warp_cell(d, "lr_warp"), _warp_cell(d, "lr_fdb_warp"),
                 f"{fmt(d['lr_boot_size'], '.3f')} ({d['lr_reps']})",
                 f"{fmt(d['lr_chi2_size'], '.3f')} ({d.get('lr_chi2_reps', d['lr_reps'])})",
                 f"{fmt(d['lr_unres_size'], '.3f')} ({d['lr_unres_reps']})"]))
@@ -521,6 +621,20 @@ def _pool_options(parts) -> dict:
     return out
 
 
+def _pool_warp(parts) -> dict:
+    """Warp-speed sizes over all runs; the FDB's over those with second-level draws."""
+    stat = [v for d in parts for v in d.get("lr_warp_stats", [])]
+    boot = [v for d in parts for v in d.get("lr_warp_boot_stats", [])]
+    single = {k: v for k, v in _warp_fields(stat, boot, []).items() if "fdb" not in k}
+    parts = [d for d in parts if len(d.get("lr_warp_boot2_stats", []))
+             == len(d.get("lr_warp_stats", [])) > 0]
+    stat = [v for d in parts for v in d["lr_warp_stats"]]
+    boot = [v for d in parts for v in d["lr_warp_boot_stats"]]
+    boot2 = [v for d in parts for v in d["lr_warp_boot2_stats"]]
+    double = {k: v for k, v in _warp_fields(stat, boot, boot2).items() if "fdb" in k}
+    return {**single, **double, "lr_warp_boot2_stats": boot2}
+
+
 def pool(rows: list[dict]) -> list[dict]:
     """Rows of the same design from several runs (disjoint replications) combined into one."""
     groups: dict = {}
@@ -533,11 +647,10 @@ def pool(rows: list[dict]) -> list[dict]:
             continue
         stat = [v for d in parts for v in d.get("lr_warp_stats", [])]
         boot = [v for d in parts for v in d.get("lr_warp_boot_stats", [])]
-        warp, warp_se = warp_size(stat, boot)
         row = {"nobs": N, "k_eqs": K, "rank": k, "options": _pool_options(parts),
-               "lr_warp_size": warp, "lr_warp_size_se": warp_se, "lr_warp_reps": len(stat),
                "lr_warp_stats": stat, "lr_warp_boot_stats": boot,
                "seconds": sum(d["seconds"] for d in parts)}
+        row.update(_pool_warp(parts))
         for key, n_key in (("lr_boot_size", "lr_reps"), ("lr_chi2_size", "lr_chi2_reps"),
                            ("lr_unres_size", "lr_unres_reps")):
             row[key], row[n_key] = _pool_rate(parts, key, n_key)

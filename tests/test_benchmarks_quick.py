@@ -144,6 +144,9 @@ def test_calibration_quick(tmp_path):
     # the warp-speed bootstrap LR test: one statistic and one bootstrap draw per replication
     assert design["lr_warp_reps"] == 2 and len(design["lr_warp_boot_stats"]) == 2
     assert 0.0 <= design["lr_warp_size"] <= 1.0
+    # and the fast double bootstrap's second-level draw per replication
+    assert design["lr_fdb_warp_reps"] == 2 and len(design["lr_warp_boot2_stats"]) == 2
+    assert 0.0 <= design["lr_fdb_warp_size"] <= 1.0
     assert design["selection_reps"] == 2
     assert set(design["selection"]) == {"aic", "bic", "ic_p1", "ic_p2", "er"}
     text = (tmp_path / "calibration.md").read_text()

@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from lowrank_sur import FitOptions, LowRankSUR, simulate_sur
+from lowrank_sur.bootstrap import fdb_pvalue
 from lowrank_sur.covtests import bartlett_factor, lr_test_unrestricted
 from lowrank_sur.datasets import grunfeld_formulas, grunfeld_wide
 from lowrank_sur.selection import (
@@ -177,6 +178,64 @@ def test_compare_lr_test_chi2_only_on_request_and_labelled(small):
         small[0].compare_lr_test(small[1], method="asymptotic")
     with pytest.raises(ValueError, match="at least 19"):
         small[0].compare_lr_test(small[1], n_boot=5)
+
+
+def _fdb_by_hand(stat, boot, boot2):
+    # Davidson and MacKinnon (2007), eq. 8-10, written out with sorting and counting
+    B = len(boot)
+    p1 = sum(1 for t in boot if t >= stat) / B
+    srt = sorted(boot2)
+    # Q**(1 - p1): the smallest tau** whose empirical distribution function reaches 1 - p1
+    q = next(x for i, x in enumerate(srt) if (i + 1) / len(srt) >= 1 - p1 - 1e-12)
+    return sum(1 for t in boot if t > q) / B
+
+
+def test_fdb_pvalue_is_davidson_mackinnons_formula():
+    rng = np.random.default_rng(5)
+    boot = rng.chisquare(4, size=199)
+    boot2 = rng.chisquare(4, size=199) * 0.8  # a second level centred lower
+    for stat in (0.5, 3.0, 7.5, 9.49, 11.0, 20.0, 50.0):
+        assert fdb_pvalue(stat, boot, boot2) == pytest.approx(_fdb_by_hand(stat, boot, boot2))
+    # small made-up sets, with ties, checked by hand:
+    # p* = 2/5 (7, 9 >= 6.5); Q**(0.6) = 4 (3rd of 1, 2, 4, 8, 16); p** = #{5, 7, 9}/5
+    assert fdb_pvalue(6.5, [1, 3, 5, 7, 9], [16, 2, 8, 1, 4]) == pytest.approx(0.6)
+    # a statistic above every draw: p* = 0, Q** = max tau** = 16, p** = 0
+    assert fdb_pvalue(99.0, [1, 3, 5, 7, 9], [16, 2, 8, 1, 4]) == 0.0
+    # a second level equal to the first: the FDB p-value is the single bootstrap's p*
+    assert fdb_pvalue(6.5, [1, 3, 5, 7, 9], [1, 3, 5, 7, 9]) == pytest.approx(0.4)
+    # non-finite draws are left out of each level
+    assert fdb_pvalue(6.5, [1, 3, np.nan, 5, 7, 9], [16, 2, 8, np.inf, 1, 4]) == \
+        pytest.approx(0.6)
+
+
+def test_compare_lr_test_fast_double_bootstrap(small):
+    t = small[0].compare_lr_test(small[1], method="fdb", n_boot=19, seed=1)
+    assert t.is_valid and t.method == "fdb" and t.n_boot == 19
+    assert 0.0 <= t.pvalue <= 1.0
+    assert t.boot_stats.shape == t.boot_stats2.shape == (19,)
+    assert t.pvalue == pytest.approx(fdb_pvalue(t.stat, t.boot_stats, t.boot_stats2))
+    # the first level is the single bootstrap's (same seed, same draws)
+    single = small[0].compare_lr_test(small[1], method="bootstrap", n_boot=19, seed=1)
+    np.testing.assert_array_equal(t.boot_stats, single.boot_stats)
+    assert any(f"single parametric bootstrap p-value: {single.pvalue:.4g}" in n
+               for n in t.notes)
+    assert "fast double bootstrap" in str(t) and "method='fdb'" in repr(t)
+    # seeded and deterministic, either order, and under its long name
+    again = small[1].compare_lr_test(small[0], method="fast_double_bootstrap", n_boot=19,
+                                     seed=1)
+    assert again.method == "fdb" and again.pvalue == t.pvalue
+    np.testing.assert_array_equal(again.boot_stats2, t.boot_stats2)
+    other = small[0].compare_lr_test(small[1], method="fdb", n_boot=19, seed=2)
+    assert not np.array_equal(other.boot_stats2, t.boot_stats2)
+
+
+def test_fdb_option_of_the_other_lr_tests(small):
+    d = small[1].lr_test_diagonal(method="fdb", n_boot=19, seed=0)
+    assert d.method == "fdb" and d.boot_stats2.shape == (19,) and 0 <= d.pvalue <= 1
+    assert d.pvalue == pytest.approx(fdb_pvalue(d.stat, d.boot_stats, d.boot_stats2))
+    u = small[0].lr_test_unrestricted(method="fdb", n_boot=19, seed=0)
+    assert u.method == "fdb" and u.is_valid and 0 <= u.pvalue <= 1
+    assert u.pvalue == pytest.approx(fdb_pvalue(u.stat, u.boot_stats, u.boot_stats2))
 
 
 def test_bootstrap_options_of_the_other_lr_tests(small):
