@@ -374,12 +374,12 @@ def fit_with_starts(fit, design: SURDesign, Y: np.ndarray, rank: int, opts: FitO
             resumed = Start(rec.whitened_coefs, rec.F, rec.D, label)
             runs.append((*_run(fit, design, Y, rank, quiet, resumed), label))
         runs.extend(trial[N_POLISH:])
-        if all(rec.degenerate for rec, _, _ in runs):
-            pass  # the floor searches look among floor points: here only degenerate ones
-        elif _search_floor(design, runs):
+        # the floor searches look among floor points: none when every start is degenerate
+        proper = not all(rec.degenerate for rec, _, _ in runs)
+        if proper and _search_floor(design, runs):
             _floor_set_starts(fit, design, Y, rank, quiet, runs)
             _heywood_search(fit, design, Y, rank, quiet, runs)
-        elif _few_observations(design, rank):
+        elif proper and _few_observations(design, rank):
             _heywood_search(fit, design, Y, rank, quiet, runs, FEW_OBS_FLOOR_STARTS)
     best = _best(runs)
     if (best and not runs[best][0].converged and not runs[best][0].degenerate
