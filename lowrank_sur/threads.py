@@ -26,7 +26,9 @@ machine shared with other jobs at a load average of 3-5 on its 2 cores): its
 ``dsyrk``/``dtrmm``/``dpotrf``/``dpotri`` calls took 3-5x longer with two threads
 (K = 5000, N = 500: 7.1-12.2 s against 1.8-2.3 s), because a second thread waits for a
 core that is busy; on the same machine otherwise idle (load average 1.3, K = 20000,
-N = 500) two threads were no faster either (3.92 and 3.98 s against 4.02 and 3.94 s).
+N = 500) two threads were no faster either (3.92 and 3.98 s against 4.02 and 3.94 s),
+nor on an idle machine (load 0.3-1.1; 5.43-6.79 s against 5.72-6.21 s, also with only the
+level-3 calls at two threads, whose CPU time then doubled: ``docs/benchmarks.md``).
 So everything runs on one thread. :data:`LIBRARY_BLAS_THREADS`
 changes the limit (for such measurements; not a user setting).
 """
